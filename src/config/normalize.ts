@@ -1,0 +1,174 @@
+/**
+ * Builds the typed `Config` from data that passed the schema and the semantic checks (so
+ * every default is present and every value is well-formed): units become numbers, names
+ * become lower case, keys become camelCase, and the result is deep-frozen plain data.
+ */
+
+import { availableParallelism } from "node:os";
+import { dirname, resolve } from "node:path";
+import type {
+  Config,
+  HeaderEdits,
+  ListenAddress,
+  LogConfig,
+  Route,
+  RouteAction,
+  RouteMatch,
+  Server,
+  Upstream,
+} from "./types.js";
+import { type Parsed, parseDuration, parseListenAddress, parseSize, parseUpstreamAddress } from "./units.js";
+import type { DataPath, SourceDocument } from "./yaml-source.js";
+
+/* The YAML shapes, as the schema guarantees them after defaults are filled in. */
+interface RawHeaderEdits {
+  set: Record<string, string>;
+  remove: string[];
+}
+interface RawRoute {
+  exact?: string;
+  path?: string;
+  regex?: string;
+  ignore_case: boolean;
+  upstream?: string;
+  strip_prefix: boolean;
+  return?: { status: number; body: string; content_type: string };
+  redirect?: { to: string; status: number };
+  request_headers: RawHeaderEdits;
+  response_headers: RawHeaderEdits;
+}
+interface RawServer {
+  listen: string | number | (string | number)[];
+  server_names: string[];
+  default: boolean;
+  max_request_body: string | number;
+  routes: RawRoute[];
+}
+interface RawUpstream {
+  balance: "round_robin";
+  max_connections: number;
+  servers: { address: string; weight: number }[];
+}
+interface RawConfig {
+  workers: number | "auto";
+  timeouts: Record<string, string>;
+  log: { level: LogConfig["level"]; access: string; error: string };
+  upstreams: Record<string, RawUpstream>;
+  servers: RawServer[];
+}
+
+/** Unwraps a parse that the schema already proved valid. */
+function valid<T>(parsed: Parsed<T>): T {
+  if (!parsed.ok) throw new Error(`internal: value passed validation but does not parse: ${parsed.error}`);
+  return parsed.value;
+}
+
+/** Recursively freezes plain data (objects and arrays) and returns it. */
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
+function headerEdits(raw: RawHeaderEdits): HeaderEdits {
+  // Object.fromEntries defines own properties, so even a header named __proto__ stays data.
+  const set = Object.fromEntries(Object.entries(raw.set).map(([name, value]) => [name.toLowerCase(), value]));
+  return { set, remove: raw.remove.map((name) => name.toLowerCase()) };
+}
+
+function routeMatch(raw: RawRoute): RouteMatch {
+  if (raw.exact !== undefined) return { kind: "exact", path: raw.exact };
+  if (raw.path !== undefined) return { kind: "prefix", path: raw.path };
+  return { kind: "regex", source: raw.regex as string, caseInsensitive: raw.ignore_case };
+}
+
+function routeAction(raw: RawRoute): RouteAction {
+  if (raw.upstream !== undefined) {
+    return { kind: "upstream", upstream: raw.upstream, stripPrefix: raw.strip_prefix };
+  }
+  if (raw.return !== undefined) {
+    const { status, body, content_type } = raw.return;
+    return { kind: "return", status, body, contentType: content_type };
+  }
+  const redirect = raw.redirect as NonNullable<RawRoute["redirect"]>;
+  return { kind: "redirect", status: redirect.status, to: redirect.to };
+}
+
+function listenAddress(entry: string | number): ListenAddress {
+  return { ...valid(parseListenAddress(entry)), text: String(entry).trim() };
+}
+
+function server(raw: RawServer, path: DataPath, source: SourceDocument): Server {
+  const position = (p: DataPath) => ({ file: source.file, ...source.valueAt(p) });
+  const names = raw.server_names.map((name) => name.toLowerCase());
+  return {
+    listen: (Array.isArray(raw.listen) ? raw.listen : [raw.listen]).map(listenAddress),
+    exactNames: [...new Set(names.filter((n) => !n.startsWith("*.")))],
+    wildcardNames: [...new Set(names.filter((n) => n.startsWith("*.")).map((n) => n.slice(1)))],
+    isDefault: raw.default,
+    routes: raw.routes.map(
+      (route, i): Route => ({
+        match: routeMatch(route),
+        action: routeAction(route),
+        requestHeaders: headerEdits(route.request_headers),
+        responseHeaders: headerEdits(route.response_headers),
+        position: position([...path, "routes", i]),
+      }),
+    ),
+    maxRequestBody: valid(parseSize(raw.max_request_body)),
+    position: position(path),
+  };
+}
+
+function upstream(name: string, raw: RawUpstream): Upstream {
+  return {
+    name,
+    balance: raw.balance,
+    servers: raw.servers.map(({ address, weight }) => ({
+      ...valid(parseUpstreamAddress(address)),
+      weight,
+      text: address.trim(),
+    })),
+    maxConnectionsPerPeer: raw.max_connections,
+  };
+}
+
+/** A log destination: the stream names as they are, file paths made absolute from the config's folder. */
+function logTarget(target: string, configDir: string): string {
+  return ["stdout", "stderr", "off"].includes(target) ? target : resolve(configDir, target);
+}
+
+/**
+ * Builds the deep-frozen `Config` from validated data. `absoluteFile` becomes `Config.file`;
+ * positions use `source.file`, the path as the operator wrote it, like every message.
+ */
+export function buildConfig(data: unknown, source: SourceDocument, absoluteFile: string): Config {
+  const raw = data as RawConfig;
+  const ms = (key: string) => valid(parseDuration(raw.timeouts[key] as string));
+  const configDir = dirname(absoluteFile);
+  const upstreams: Record<string, Upstream> = Object.fromEntries(
+    Object.entries(raw.upstreams).map(([name, value]) => [name, upstream(name, value)]),
+  );
+  const config: Config = {
+    file: absoluteFile,
+    workers: raw.workers === "auto" ? availableParallelism() : raw.workers,
+    servers: raw.servers.map((s, i) => server(s, ["servers", i], source)),
+    upstreams,
+    timeouts: {
+      connect: ms("connect"),
+      upstreamHeader: ms("upstream_header"),
+      upstreamBody: ms("upstream_body"),
+      clientKeepalive: ms("client_keepalive"),
+      upstreamKeepalive: ms("upstream_keepalive"),
+      shutdown: ms("shutdown"),
+    },
+    log: {
+      level: raw.log.level,
+      access: logTarget(raw.log.access, configDir),
+      error: logTarget(raw.log.error, configDir),
+    },
+  };
+  return deepFreeze(config);
+}

@@ -1,0 +1,305 @@
+/**
+ * The JSON Schema (draft-07) of `portico.yaml`. ajv validates every file against it and
+ * fills in the defaults written here; `write-schema.ts` publishes it as
+ * `conf/portico.schema.json` for editors. Checks that JSON Schema expresses badly (exactly
+ * one matcher per route, references between upstreams and routes, ...) live in `checks.ts`.
+ * Custom `format`s (duration, size, listen, ...) are defined in `formats.ts`.
+ */
+
+/** A plain JSON Schema object; kept loose on purpose, it is data that is written to disk. */
+export type JsonSchema = { [key: string]: unknown };
+
+const duration = (description: string, def: string): JsonSchema => ({
+  description: `${description} Duration with a unit (ms, s, m, h, d). Default: ${def}.`,
+  type: "string",
+  format: "duration",
+  default: def,
+});
+
+const headerEdits = (description: string): JsonSchema => ({
+  description: `${description} Default: no edits.`,
+  type: "object",
+  additionalProperties: false,
+  default: {},
+  properties: {
+    set: {
+      description:
+        "Headers to set: name -> value. Replaces any value already present. Names are case-insensitive. Default: none.",
+      type: "object",
+      propertyNames: { format: "header-name" },
+      additionalProperties: { type: "string", description: "The header value." },
+      default: {},
+    },
+    remove: {
+      description: "Names of headers to remove. Default: none.",
+      type: "array",
+      items: { type: "string", format: "header-name", description: "A header name." },
+      default: [],
+    },
+  },
+});
+
+const listenEntry: JsonSchema = {
+  description:
+    "An address to listen on: IP:port, [IPv6]:port, or a bare port meaning 0.0.0.0:port. Port 0 lets the OS pick.",
+  type: ["string", "integer"],
+  format: "listen",
+  minimum: 0,
+  maximum: 65535,
+};
+
+const routeSchema: JsonSchema = {
+  description:
+    "One route: exactly one matcher (exact, path or regex) and exactly one action (upstream, return or redirect).",
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    exact: {
+      description: "Matcher: the request path equals this path exactly (nginx `location =`). Starts with /.",
+      type: "string",
+      format: "path-prefix",
+    },
+    path: {
+      description: "Matcher: the request path starts with this prefix (nginx `location`). Starts with /.",
+      type: "string",
+      format: "path-prefix",
+    },
+    regex: {
+      description:
+        "Matcher: a JavaScript regular expression tested against the request path (nginx `location ~`).",
+      type: "string",
+      minLength: 1,
+    },
+    ignore_case: {
+      description: "With `regex`: match case-insensitively (nginx `location ~*`). Default: false.",
+      type: "boolean",
+      default: false,
+    },
+    upstream: {
+      description: "Action: forward the request to the upstream of this name (a key of `upstreams`).",
+      type: "string",
+    },
+    strip_prefix: {
+      description:
+        "With `path` and `upstream`: remove the matched prefix from the path before forwarding (`/api/users` -> `/users`). Default: false.",
+      type: "boolean",
+      default: false,
+    },
+    return: {
+      description: "Action: answer directly with a fixed response.",
+      type: "object",
+      additionalProperties: false,
+      required: ["status"],
+      properties: {
+        status: { description: "HTTP status code, 100-599.", type: "integer", minimum: 100, maximum: 599 },
+        body: { description: 'Response body. Default: "" (empty).', type: "string", default: "" },
+        content_type: {
+          description: "Content-Type of the body. Default: text/plain; charset=utf-8.",
+          type: "string",
+          minLength: 1,
+          default: "text/plain; charset=utf-8",
+        },
+      },
+    },
+    redirect: {
+      description: "Action: answer with a redirect.",
+      type: "object",
+      additionalProperties: false,
+      required: ["to"],
+      properties: {
+        to: {
+          description:
+            "Target URL or path (the Location header). May contain $scheme, $host, $request_uri, $uri and $args.",
+          type: "string",
+          minLength: 1,
+        },
+        status: {
+          description: "Redirect status: 301, 302, 303, 307 or 308. Default: 302.",
+          type: "integer",
+          enum: [301, 302, 303, 307, 308],
+          default: 302,
+        },
+      },
+    },
+    request_headers: headerEdits("Header edits applied to the request before it is forwarded upstream."),
+    response_headers: headerEdits("Header edits applied to the response before it is sent to the client."),
+  },
+};
+
+const serverSchema: JsonSchema = {
+  description: "A virtual server: the addresses it listens on, the host names it answers, and its routes.",
+  type: "object",
+  additionalProperties: false,
+  required: ["listen", "routes"],
+  properties: {
+    listen: {
+      description:
+        "Where to accept connections: one address or a list. IP:port, [IPv6]:port, or a port (0.0.0.0:port). Host names are not allowed. Required.",
+      type: ["string", "integer", "array"],
+      format: "listen",
+      minimum: 0,
+      maximum: 65535,
+      minItems: 1,
+      items: listenEntry,
+    },
+    server_names: {
+      description:
+        "Host names this server answers: exact names (example.com) or wildcards (*.example.com), case-insensitive. Default: [] (only reached as the default server).",
+      type: "array",
+      items: { description: "A host name or *.suffix wildcard.", type: "string", format: "server-name" },
+      default: [],
+    },
+    default: {
+      description:
+        "Answer requests whose Host matches no server on the same listen address. At most one per address. Default: false.",
+      type: "boolean",
+      default: false,
+    },
+    max_request_body: {
+      description:
+        "Largest request body accepted, in bytes or with a unit (512k, 10m, 1g); larger bodies are refused. Default: 0 (no limit).",
+      type: ["integer", "string"],
+      format: "size",
+      minimum: 0,
+      default: 0,
+    },
+    routes: {
+      description: "The routes of this server. At least one.",
+      type: "array",
+      minItems: 1,
+      items: routeSchema,
+    },
+  },
+};
+
+const upstreamSchema: JsonSchema = {
+  description: "A named group of peers that routes forward to.",
+  type: "object",
+  additionalProperties: false,
+  required: ["servers"],
+  properties: {
+    balance: {
+      description:
+        "Balancing policy: round_robin (smooth weighted round-robin, as nginx). Default: round_robin.",
+      type: "string",
+      enum: ["round_robin"],
+      default: "round_robin",
+    },
+    max_connections: {
+      description: "Most open connections to each peer, per worker process. Default: 256.",
+      type: "integer",
+      minimum: 1,
+      default: 256,
+    },
+    servers: {
+      description: "The peers of this upstream. At least one.",
+      type: "array",
+      minItems: 1,
+      items: {
+        description: "One peer.",
+        type: "object",
+        additionalProperties: false,
+        required: ["address"],
+        properties: {
+          address: {
+            description:
+              "host:port of the peer; the host is an IP address or a DNS name (e.g. api.internal:8080, [::1]:8080). Required.",
+            type: "string",
+            format: "upstream-address",
+          },
+          weight: {
+            description: "Relative share of requests, an integer >= 1. Default: 1.",
+            type: "integer",
+            minimum: 1,
+            default: 1,
+          },
+        },
+      },
+    },
+  },
+};
+
+/** The JSON Schema of the whole configuration file. */
+export const configSchema: JsonSchema = {
+  $schema: "http://json-schema.org/draft-07/schema#",
+  title: "Portico configuration (portico.yaml)",
+  description: "Configuration of the Portico reverse proxy. Check a file with `portico check -c FILE`.",
+  type: "object",
+  additionalProperties: false,
+  required: ["servers"],
+  properties: {
+    workers: {
+      description: "Number of worker processes: an integer >= 1, or auto for one per CPU. Default: auto.",
+      type: ["integer", "string"],
+      format: "workers",
+      minimum: 1,
+      default: "auto",
+    },
+    timeouts: {
+      description: "Time limits. Every value is a duration with a unit. Default: each limit's own default.",
+      type: "object",
+      additionalProperties: false,
+      default: {},
+      properties: {
+        connect: duration("Establishing a TCP connection to an upstream peer.", "5s"),
+        upstream_header: duration(
+          "From sending a request upstream to receiving the full response header.",
+          "60s",
+        ),
+        upstream_body: duration("Longest silence between two chunks of an upstream response body.", "60s"),
+        client_keepalive: duration("Idle time after which a client keep-alive connection is closed.", "75s"),
+        upstream_keepalive: duration(
+          "Idle time after which a pooled upstream connection is closed; keep it below the app's own idle timeout.",
+          "4s",
+        ),
+        shutdown: duration(
+          "Graceful stop: how long in-flight requests get before connections are closed.",
+          "30s",
+        ),
+      },
+    },
+    log: {
+      description: "Where logs go and how much is logged. Default: each key's own default.",
+      type: "object",
+      additionalProperties: false,
+      default: {},
+      properties: {
+        level: {
+          description: "Level of lifecycle and error logs. Default: info.",
+          type: "string",
+          enum: ["fatal", "error", "warn", "info", "debug", "trace"],
+          default: "info",
+        },
+        access: {
+          description:
+            "Access log (one JSON line per request): stdout, stderr, off, or a file path (relative to the config file). Default: stdout.",
+          type: "string",
+          minLength: 1,
+          default: "stdout",
+        },
+        error: {
+          description:
+            "Lifecycle and error log: stdout, stderr, or a file path (relative to the config file). Default: stderr.",
+          type: "string",
+          minLength: 1,
+          format: "error-log",
+          default: "stderr",
+        },
+      },
+    },
+    upstreams: {
+      description:
+        "Named upstreams: name -> upstream. Names use letters, digits, '_', '.', '-'. Default: none.",
+      type: "object",
+      propertyNames: { format: "upstream-name" },
+      additionalProperties: upstreamSchema,
+      default: {},
+    },
+    servers: {
+      description: "The virtual servers. At least one. Required.",
+      type: "array",
+      minItems: 1,
+      items: serverSchema,
+    },
+  },
+};

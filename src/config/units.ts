@@ -1,0 +1,167 @@
+/**
+ * Parsers for the value syntaxes an operator writes in the config file: durations (`5s`),
+ * sizes (`512k`) and addresses (`127.0.0.1:8080`, `[::1]:8080`, `api.internal:8080`).
+ * Each returns either the parsed value or a sentence that says what is wrong and what to write.
+ */
+
+import { isIP } from "node:net";
+
+/** The outcome of parsing one value: the value, or an operator-facing reason it is invalid. */
+export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
+
+const DURATION_UNITS_MS: Record<string, number> = {
+  ms: 1,
+  s: 1_000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+const DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
+
+/**
+ * Parses a duration such as `500ms`, `5s`, `1.5m`, `1h`, `1d` or `1m30s` into milliseconds
+ * (rounded to a whole millisecond). A bare number is refused: the unit is never guessed.
+ */
+export function parseDuration(input: string | number): Parsed<number> {
+  if (typeof input === "number" || /^\s*\d+(?:\.\d+)?\s*$/.test(input)) {
+    const n = String(input).trim();
+    return {
+      ok: false,
+      error: `duration '${n}' has no unit; add one, e.g. '${n}s' for seconds or '${n}ms' for milliseconds (units: ms, s, m, h, d)`,
+    };
+  }
+  const text = input.trim().toLowerCase();
+  DURATION_PART.lastIndex = 0;
+  let total = 0;
+  let consumed = 0;
+  for (let m = DURATION_PART.exec(text); m !== null; m = DURATION_PART.exec(text)) {
+    total += Number(m[1]) * (DURATION_UNITS_MS[m[2] as string] as number);
+    consumed = DURATION_PART.lastIndex;
+  }
+  if (text === "" || consumed !== text.length) {
+    return {
+      ok: false,
+      error: `invalid duration '${input}': write a number followed by a unit (ms, s, m, h, d), e.g. 500ms, 5s, 1.5m, 1h`,
+    };
+  }
+  return { ok: true, value: Math.round(total) };
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+};
+
+/**
+ * Parses a size into bytes: an integer (bytes), or a number with a binary unit `k`/`kb`
+ * (1024), `m`/`mb` (1024²) or `g`/`gb` (1024³), case-insensitive: `512k`, `10m`, `1.5GB`.
+ */
+export function parseSize(input: string | number): Parsed<number> {
+  if (typeof input === "number") {
+    if (Number.isInteger(input) && input >= 0) return { ok: true, value: input };
+    return {
+      ok: false,
+      error: `invalid size ${input}: write a whole number of bytes, or e.g. 512k, 10m, 1g`,
+    };
+  }
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(input);
+  const factor = m ? SIZE_UNITS[(m[2] as string).toLowerCase()] : undefined;
+  if (!m || factor === undefined) {
+    return {
+      ok: false,
+      error: `invalid size '${input}': write bytes, or a number followed by k, m or g (also kb, mb, gb), e.g. 512k, 10m, 1g`,
+    };
+  }
+  return { ok: true, value: Math.round(Number(m[1]) * factor) };
+}
+
+/** A host and port as parsed from `host:port` or `[v6]:port` (IPv6 host without brackets). */
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Splits `host:port` / `[v6]:port`; the host is returned unchecked, the port is checked. */
+function splitHostPort(input: string, minPort: number): Parsed<HostPort> | { ok: false; error: "noport" } {
+  const m = /^\[([^\]]*)\]:(\d+)$/.exec(input) ?? /^([^:[\]]*):(\d+)$/.exec(input);
+  if (!m) return { ok: false, error: "noport" };
+  const port = Number(m[2]);
+  if (port < minPort || port > 65535) {
+    return { ok: false, error: `port ${m[2]} is out of range: use ${minPort}-65535` };
+  }
+  return { ok: true, value: { host: m[1] as string, port } };
+}
+
+/** Host name labels: letters, digits, `-` and `_` (SRV-style names), 1-63 characters each. */
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+/** True for a syntactically valid DNS host name (`api.internal`, `localhost`, `_svc.example`). */
+export function isHostName(text: string): boolean {
+  return HOSTNAME.test(text);
+}
+
+/**
+ * Parses an upstream peer address `host:port` or `[v6]:port` (port 1-65535); the host may
+ * be an IP literal or a DNS name, resolved later by the DNS layer.
+ */
+export function parseUpstreamAddress(input: string): Parsed<HostPort> {
+  const text = input.trim();
+  const split = splitHostPort(text, 1);
+  if (!split.ok) {
+    if (split.error !== "noport") return { ok: false, error: `invalid address '${input}': ${split.error}` };
+    return {
+      ok: false,
+      error: `invalid address '${input}': write host:port, e.g. 10.0.0.5:8080, api.internal:8080 or [::1]:8080`,
+    };
+  }
+  const { host } = split.value;
+  const bracketed = text.startsWith("[");
+  if (bracketed ? isIP(host) !== 6 : isIP(host) !== 4 && !isHostName(host)) {
+    return {
+      ok: false,
+      error: `invalid address '${input}': '${host}' is not an IP address or host name`,
+    };
+  }
+  return split;
+}
+
+/**
+ * Parses a `listen` entry: `IP:port`, `[IPv6]:port`, or a bare port (string or integer)
+ * meaning `0.0.0.0:port`. Port 0 lets the OS pick (tests). Host names are refused: Portico
+ * binds addresses, it does not resolve them.
+ */
+export function parseListenAddress(input: string | number): Parsed<HostPort> {
+  const text = String(input).trim();
+  if (/^\d+$/.test(text)) {
+    const port = Number(text);
+    if (port > 65535) return { ok: false, error: `invalid listen address '${text}': port must be 0-65535` };
+    return { ok: true, value: { host: "0.0.0.0", port } };
+  }
+  const split = splitHostPort(text, 0);
+  if (!split.ok) {
+    if (split.error !== "noport")
+      return { ok: false, error: `invalid listen address '${text}': ${split.error}` };
+    return {
+      ok: false,
+      error: `invalid listen address '${text}': write IP:port, [IPv6]:port or a port, e.g. 127.0.0.1:8080, [::1]:8080, 8080`,
+    };
+  }
+  const { host, port } = split.value;
+  const family = text.startsWith("[") ? 6 : 4;
+  if (isIP(host) === family) return { ok: true, value: { host, port } };
+  if (family === 4 && isHostName(host)) {
+    return {
+      ok: false,
+      error: `invalid listen address '${text}': '${host}' is a host name, but Portico binds IP addresses; use e.g. 127.0.0.1:${port}, 0.0.0.0:${port} or [::1]:${port}`,
+    };
+  }
+  return { ok: false, error: `invalid listen address '${text}': '${host}' is not an IP address` };
+}

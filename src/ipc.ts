@@ -1,0 +1,75 @@
+/**
+ * The one place that defines the messages between the master and its workers.
+ * Master and worker never import each other: they meet here. Every message is plain JSON
+ * (node:cluster serializes with JSON), tagged by `type`.
+ */
+import type { Config } from "./config/types.js";
+
+/** Master -> worker: the configuration to run. Sent once, right after the fork. */
+export interface ConfigMessage {
+  type: "config";
+  /** Config generation this worker belongs to (1 for the first, +1 per reload). */
+  generation: number;
+  /** Worker slot within its generation (0-based), stable across respawns. */
+  slot: number;
+  /** Random token of this proxy instance; added to `Via` so a request looping back is refused. */
+  instanceId: string;
+  config: Config;
+}
+
+/** Master -> worker: stop accepting, finish in-flight requests, exit. */
+export interface DrainMessage {
+  type: "drain";
+  /** Why, for the worker's log line (`shutdown`, `reload`). */
+  reason: string;
+}
+
+/** Every message the master sends. */
+export type MasterToWorker = ConfigMessage | DrainMessage;
+
+/** One socket a worker listens on, as bound (port 0 resolved). */
+export interface BoundAddress {
+  /** The `listen` entry as written in the config. */
+  listen: string;
+  address: string;
+  port: number;
+}
+
+/**
+ * Worker -> master: the worker's message listener is installed; send the config now.
+ * (cluster's `online` comes too early: an ESM worker drops messages sent before its module ran.)
+ */
+export interface BootedMessage {
+  type: "booted";
+}
+
+/** Worker -> master: every listen socket is open; the worker takes traffic. */
+export interface ListeningMessage {
+  type: "listening";
+  addresses: BoundAddress[];
+}
+
+/** Worker -> master: a listen socket could not be opened. The worker exits after sending it. */
+export interface ListenErrorMessage {
+  type: "listen-error";
+  listen: string;
+  /** Node error code, e.g. `EADDRINUSE`, `EACCES`, `EADDRNOTAVAIL`. */
+  code: string;
+  message: string;
+}
+
+/** Worker -> master: the worker hit a fatal error while setting up and will exit. */
+export interface SetupErrorMessage {
+  type: "setup-error";
+  message: string;
+}
+
+/** Every message a worker sends. */
+export type WorkerToMaster = BootedMessage | ListeningMessage | ListenErrorMessage | SetupErrorMessage;
+
+/** True when `value` looks like a message of this protocol (cluster also carries its own internal messages). */
+export function isMessage<T extends { type: string }>(value: unknown): value is T {
+  return (
+    typeof value === "object" && value !== null && typeof (value as { type?: unknown }).type === "string"
+  );
+}

@@ -1,0 +1,120 @@
+/**
+ * Every error a request can end with, each with a stable code and the HTTP status it maps
+ * to. Upstream failures are classified in one place (`classifyUpstreamError`):
+ * timeout -> 504, connect/reset -> 502, no peer -> 503, client gone -> 499 (log only).
+ */
+
+/** Stable error codes, as they appear in the access log's `error` field. */
+export type ProxyErrorCode =
+  | "PRT_ERR_NO_ROUTE"
+  | "PRT_ERR_NO_PEER"
+  | "PRT_ERR_UPSTREAM_CONNECT"
+  | "PRT_ERR_UPSTREAM_RESET"
+  | "PRT_ERR_UPSTREAM_TIMEOUT"
+  | "PRT_ERR_UPSTREAM_PROTOCOL"
+  | "PRT_ERR_BODY_TOO_LARGE"
+  | "PRT_ERR_BAD_REQUEST"
+  | "PRT_ERR_LOOP"
+  | "PRT_ERR_CLIENT_GONE"
+  | "PRT_ERR_INTERNAL";
+
+const STATUS: Record<ProxyErrorCode, number> = {
+  PRT_ERR_NO_ROUTE: 404,
+  PRT_ERR_NO_PEER: 503,
+  PRT_ERR_UPSTREAM_CONNECT: 502,
+  PRT_ERR_UPSTREAM_RESET: 502,
+  PRT_ERR_UPSTREAM_TIMEOUT: 504,
+  PRT_ERR_UPSTREAM_PROTOCOL: 502,
+  PRT_ERR_BODY_TOO_LARGE: 413,
+  PRT_ERR_BAD_REQUEST: 400,
+  PRT_ERR_LOOP: 508,
+  // nginx's 499: never sent (the client is gone), only logged.
+  PRT_ERR_CLIENT_GONE: 499,
+  PRT_ERR_INTERNAL: 500,
+};
+
+/** Short plain-text bodies sent to clients; details stay in the log. */
+const BODY: Record<number, string> = {
+  400: "400 Bad Request\n",
+  404: "404 Not Found\n",
+  413: "413 Content Too Large\n",
+  500: "500 Internal Server Error\n",
+  502: "502 Bad Gateway\n",
+  503: "503 Service Unavailable\n",
+  504: "504 Gateway Timeout\n",
+  508: "508 Loop Detected\n",
+};
+
+/** An error that ends a request, with its code, HTTP status and the underlying cause. */
+export class ProxyError extends Error {
+  readonly code: ProxyErrorCode;
+  readonly status: number;
+
+  constructor(code: ProxyErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ProxyError";
+    this.code = code;
+    this.status = STATUS[code];
+  }
+
+  /** The plain-text body sent to the client for this error. */
+  get body(): string {
+    return BODY[this.status] ?? `${this.status}\n`;
+  }
+}
+
+/** Socket-level error codes that mean "could not connect to the peer". */
+const CONNECT_CODES = new Set([
+  "ECONNREFUSED",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EHOSTDOWN",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EADDRNOTAVAIL",
+]);
+
+/** Map an error from undici (or the socket under it) to a ProxyError. */
+export function classifyUpstreamError(err: unknown, peer: string): ProxyError {
+  if (err instanceof ProxyError) return err;
+  const code = (err as { code?: string } | null)?.code ?? "";
+  const text = err instanceof Error ? err.message : String(err);
+  switch (code) {
+    case "UND_ERR_CONNECT_TIMEOUT":
+      // nginx answers 504 when proxy_connect_timeout expires.
+      return new ProxyError("PRT_ERR_UPSTREAM_TIMEOUT", `connect to ${peer} timed out`, { cause: err });
+    case "UND_ERR_HEADERS_TIMEOUT":
+      return new ProxyError("PRT_ERR_UPSTREAM_TIMEOUT", `${peer} sent no response header in time`, {
+        cause: err,
+      });
+    case "UND_ERR_BODY_TIMEOUT":
+      return new ProxyError("PRT_ERR_UPSTREAM_TIMEOUT", `${peer} stalled inside the response body`, {
+        cause: err,
+      });
+    case "UND_ERR_SOCKET":
+    case "ECONNRESET":
+    case "EPIPE":
+      return new ProxyError("PRT_ERR_UPSTREAM_RESET", `${peer} closed the connection: ${text}`, {
+        cause: err,
+      });
+    case "HPE_INVALID_CONSTANT":
+    case "HPE_INVALID_HEADER_TOKEN":
+    case "UND_ERR_INFO":
+      return new ProxyError("PRT_ERR_UPSTREAM_PROTOCOL", `${peer} sent an invalid response: ${text}`, {
+        cause: err,
+      });
+    case "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH":
+      return new ProxyError("PRT_ERR_BAD_REQUEST", `request body does not match its Content-Length`, {
+        cause: err,
+      });
+  }
+  if (CONNECT_CODES.has(code)) {
+    return new ProxyError("PRT_ERR_UPSTREAM_CONNECT", `cannot connect to ${peer}: ${code}`, { cause: err });
+  }
+  if (code.startsWith("HPE_")) {
+    return new ProxyError("PRT_ERR_UPSTREAM_PROTOCOL", `${peer} sent an invalid response: ${text}`, {
+      cause: err,
+    });
+  }
+  return new ProxyError("PRT_ERR_UPSTREAM_RESET", `${peer}: ${code || "error"}: ${text}`, { cause: err });
+}

@@ -1,0 +1,107 @@
+/**
+ * Routing, as nginx does it: first the server by Host among the servers on the listen
+ * address the request came in on (exact name, then the longest `*.suffix` wildcard, then
+ * the default server), then the route by path (exact, then regexes in file order, then the
+ * longest prefix).
+ */
+import { compileRouteRegex } from "../config/regex.js";
+import type { Route, Server } from "../config/types.js";
+
+/** A route with its compiled matcher. */
+export interface CompiledRoute {
+  route: Route;
+  regex?: RegExp;
+}
+
+/** One server's routes, compiled for lookup. */
+export class ServerRoutes {
+  readonly server: Server;
+  private readonly exact = new Map<string, CompiledRoute>();
+  private readonly regexes: CompiledRoute[] = [];
+  /** Prefix routes, longest prefix first. */
+  private readonly prefixes: CompiledRoute[] = [];
+
+  constructor(server: Server) {
+    this.server = server;
+    for (const route of server.routes) {
+      const m = route.match;
+      if (m.kind === "exact") {
+        if (!this.exact.has(m.path)) this.exact.set(m.path, { route });
+      } else if (m.kind === "regex") {
+        this.regexes.push({ route, regex: compileRouteRegex(m.source, m.caseInsensitive) });
+      } else {
+        this.prefixes.push({ route });
+      }
+    }
+    this.prefixes.sort(
+      (a, b) =>
+        (b.route.match as { path: string }).path.length - (a.route.match as { path: string }).path.length,
+    );
+  }
+
+  /** The route for a normalized request path, or undefined (404). */
+  match(path: string): CompiledRoute | undefined {
+    const exact = this.exact.get(path);
+    if (exact) return exact;
+    for (const r of this.regexes) if (r.regex?.test(path)) return r;
+    for (const r of this.prefixes) if (path.startsWith((r.route.match as { path: string }).path)) return r;
+    return undefined;
+  }
+}
+
+/** The servers sharing one listen address, and the Host -> server lookup among them. */
+export class HostRouter {
+  private readonly exact = new Map<string, ServerRoutes>();
+  /** Wildcards as [".suffix", server], longest suffix first. */
+  private readonly wildcards: Array<[string, ServerRoutes]> = [];
+  private readonly fallback: ServerRoutes;
+
+  constructor(servers: readonly Server[]) {
+    const compiled = servers.map((s) => new ServerRoutes(s));
+    for (const sr of compiled) {
+      for (const name of sr.server.exactNames) if (!this.exact.has(name)) this.exact.set(name, sr);
+      for (const suffix of sr.server.wildcardNames) this.wildcards.push([suffix, sr]);
+    }
+    this.wildcards.sort((a, b) => b[0].length - a[0].length);
+    // nginx: the server marked default, else the first server on this address.
+    this.fallback = compiled.find((sr) => sr.server.isDefault) ?? compiled[0];
+  }
+
+  /** The server for a request's Host header (port and trailing dot ignored, case-insensitive). */
+  serverFor(hostHeader: string | undefined): ServerRoutes {
+    if (!hostHeader) return this.fallback;
+    const host = normalizeHost(hostHeader);
+    const exact = this.exact.get(host);
+    if (exact) return exact;
+    for (const [suffix, sr] of this.wildcards) if (host.endsWith(suffix)) return sr;
+    return this.fallback;
+  }
+}
+
+/** Lower-case a Host header value and drop its port and trailing dot. */
+export function normalizeHost(value: string): string {
+  let host = value.toLowerCase();
+  if (host.startsWith("[")) {
+    const end = host.indexOf("]");
+    host = end > 0 ? host.slice(0, end + 1) : host;
+  } else {
+    const colon = host.indexOf(":");
+    if (colon >= 0) host = host.slice(0, colon);
+  }
+  return host.endsWith(".") ? host.slice(0, -1) : host;
+}
+
+/**
+ * The path of a request target with dot segments resolved and the query split off, so a
+ * route for `/admin` also sees `/api/../admin` (nginx normalizes the same way before matching).
+ */
+export function splitTarget(target: string): { path: string; query: string } {
+  const q = target.indexOf("?");
+  let path = q >= 0 ? target.slice(0, q) : target;
+  const query = q >= 0 ? target.slice(q) : "";
+  if (!path.startsWith("/")) path = `/${path}`;
+  if (path.includes("/.") || path.includes("%2e") || path.includes("%2E") || path.includes("//")) {
+    path = new URL(path.replace(/\/{2,}/g, "/"), "http://x").pathname;
+  }
+  return { path, query };
+}

@@ -1,0 +1,268 @@
+import { describe, expect, it } from "vitest";
+import { formatIssue, parseConfig } from "../../src/config/load.js";
+
+/** Checks YAML lines (line 1 first) and returns every issue as `t.yaml:LINE:COL: message`. */
+function problems(...lines: string[]): string[] {
+  const result = parseConfig(lines.join("\n"), "t.yaml");
+  if (result.issues.some((i) => i.severity === "error")) expect(result.config).toBeUndefined();
+  return result.issues.map(formatIssue);
+}
+
+const API_UPSTREAM = ["upstreams:", "  api:", "    servers:", "      - address: 10.0.0.5:8080"];
+
+describe("operator-facing errors, with exact text and position", () => {
+  it("misspelled key: names it and suggests the nearest valid key", () => {
+    expect(
+      problems(
+        ...API_UPSTREAM,
+        "servers:",
+        "  - listen: 8080",
+        "    routes:",
+        "      - path: /",
+        "        upstreem: api",
+      ),
+    ).toEqual([
+      "t.yaml:8:9: route has no action: add one of 'upstream: NAME', 'return: {status: ...}' or 'redirect: {to: ...}'",
+      "t.yaml:9:9: unknown key 'upstreem'; did you mean 'upstream'?",
+    ]);
+  });
+
+  it("unknown key far from any valid one: lists the valid keys", () => {
+    expect(problems("colour: blue", "servers: []")).toEqual([
+      "t.yaml:1:1: unknown key 'colour'; valid keys are: 'workers', 'timeouts', 'log', 'upstreams', 'servers'",
+      "t.yaml:2:10: servers must not be an empty list: write at least 1 entry",
+    ]);
+  });
+
+  it("undefined upstream: points at the value and suggests the nearest", () => {
+    expect(
+      problems(
+        ...API_UPSTREAM,
+        "servers:",
+        "  - listen: 8080",
+        "    routes:",
+        "      - path: /",
+        "        upstream: apii",
+      ),
+    ).toEqual(["t.yaml:9:19: upstream 'apii' is not defined; did you mean 'api'?"]);
+    expect(
+      problems(
+        ...API_UPSTREAM,
+        "servers:",
+        "  - listen: 8080",
+        "    routes:",
+        "      - path: /",
+        "        upstream: web",
+      ),
+    ).toEqual(["t.yaml:9:19: upstream 'web' is not defined; defined upstreams are: 'api'"]);
+  });
+
+  it("the same server name twice on one listen address: at the second, naming the first", () => {
+    expect(
+      problems(
+        "servers:",
+        "  - listen: 127.0.0.1:8080",
+        "    server_names: [example.com]",
+        "    routes: [{ path: /, return: { status: 200 } }]",
+        "  - listen: [9090, '127.0.0.1:8080']",
+        "    server_names: [www.example.com, Example.com]",
+        "    routes: [{ path: /, return: { status: 200 } }]",
+      ),
+    ).toEqual([
+      "t.yaml:6:37: server name 'Example.com' appears twice on 127.0.0.1:8080: the server at line 2 already uses it (line 3); a name may be used once per listen address",
+    ]);
+  });
+
+  it("the same server name on different ports is fine", () => {
+    expect(
+      problems(
+        "servers:",
+        "  - { listen: 8080, server_names: [a.com], default: true, routes: [{ path: /, return: { status: 200 } }] }",
+        "  - { listen: 8081, server_names: [a.com], default: true, routes: [{ path: /, return: { status: 200 } }] }",
+      ),
+    ).toEqual([]);
+  });
+
+  it("two default servers on one listen address", () => {
+    expect(
+      problems(
+        "servers:",
+        "  - { listen: 8080, default: true, routes: [{ path: /, return: { status: 200 } }] }",
+        "  - { listen: '0.0.0.0:8080', default: true, routes: [{ path: /, return: { status: 200 } }] }",
+      ),
+    ).toEqual([
+      "t.yaml:3:40: two default servers on 0.0.0.0:8080: the server at line 2 is already the default; only one server per listen address may have 'default: true'",
+    ]);
+  });
+
+  it("invalid regex: points at the value and includes the RegExp error", () => {
+    const source = "^/img/(.*\\.png$";
+    let jsError = "";
+    try {
+      new RegExp(source);
+    } catch (error) {
+      jsError = (error as Error).message;
+    }
+    expect(jsError).toContain("Unterminated group");
+    expect(
+      problems(
+        "servers:",
+        "  - listen: 8080",
+        "    routes:",
+        '      - regex: "^/img/(.*\\\\.png$"',
+        "        return: { status: 404 }",
+      ),
+    ).toEqual([`t.yaml:4:16: invalid regex '^/img/(.*\\.png$': ${jsError}`]);
+  });
+
+  it("weight 0, negative, or not an integer", () => {
+    expect(
+      problems(
+        "upstreams:",
+        "  api:",
+        "    servers:",
+        "      - { address: 10.0.0.1:80, weight: 0 }",
+        "      - { address: 10.0.0.2:80, weight: -2 }",
+        "      - address: 10.0.0.3:80",
+        "        weight: 1.5",
+        "servers: [{ listen: 80, routes: [{ path: /, upstream: api }] }]",
+      ),
+    ).toEqual([
+      "t.yaml:4:41: weight must be an integer >= 1 (got 0)",
+      "t.yaml:5:41: weight must be an integer >= 1 (got -2)",
+      "t.yaml:7:17: weight must be an integer >= 1 (got 1.5)",
+    ]);
+  });
+
+  it("zero or two matchers and actions; strip_prefix and ignore_case out of place", () => {
+    expect(
+      problems(
+        ...API_UPSTREAM,
+        "servers:",
+        "  - listen: 8080",
+        "    routes:",
+        "      - exact: /a",
+        "        path: /a",
+        "        upstream: api",
+        "        return: { status: 200 }",
+        "      - strip_prefix: true",
+        "        ignore_case: true",
+      ),
+    ).toEqual([
+      "t.yaml:9:9: route has more than one matcher ('exact', 'path'): keep exactly one and write a separate route for the other",
+      "t.yaml:11:9: route has more than one action ('upstream', 'return'): keep exactly one and write a separate route for the other",
+      "t.yaml:12:9: route has no matcher: add one of 'exact: /path', 'path: /prefix' or 'regex: ^/pattern'",
+      "t.yaml:12:9: route has no action: add one of 'upstream: NAME', 'return: {status: ...}' or 'redirect: {to: ...}'",
+      "t.yaml:12:9: strip_prefix only works on a route with both 'path: /prefix' and 'upstream: NAME'; remove it",
+      "t.yaml:13:9: ignore_case only applies to 'regex' routes; remove it, or match with 'regex'",
+    ]);
+  });
+
+  it("bad durations, sizes, listen and upstream addresses, status codes, levels", () => {
+    expect(
+      problems(
+        "workers: 0",
+        "timeouts: { connect: 5, shutdown: 5 sec }",
+        "log: { level: debgu }",
+        "upstreams:",
+        "  api: { servers: [{ address: api.internal }] }",
+        "servers:",
+        "  - listen: [localhost:8080, 70000]",
+        "    max_request_body: 10x",
+        "    routes:",
+        "      - exact: healthz",
+        "        return: { status: 700 }",
+        "      - path: /r",
+        "        redirect: { to: /x, status: 200 }",
+      ),
+    ).toEqual([
+      "t.yaml:1:10: workers must be an integer >= 1 or 'auto' (got 0)",
+      "t.yaml:2:22: connect: duration '5' has no unit; add one, e.g. '5s' for seconds or '5ms' for milliseconds (units: ms, s, m, h, d)",
+      "t.yaml:2:35: shutdown: invalid duration '5 sec': write a number followed by a unit (ms, s, m, h, d), e.g. 500ms, 5s, 1.5m, 1h",
+      "t.yaml:3:15: level must be one of 'fatal', 'error', 'warn', 'info', 'debug', 'trace' (got 'debgu'); did you mean 'debug'?",
+      "t.yaml:5:31: invalid address 'api.internal': write host:port, e.g. 10.0.0.5:8080, api.internal:8080 or [::1]:8080",
+      "t.yaml:7:14: invalid listen address 'localhost:8080': 'localhost' is a host name, but Portico binds IP addresses; use e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080",
+      "t.yaml:7:30: invalid listen address '70000': port must be 0-65535",
+      "t.yaml:8:23: max_request_body: invalid size '10x': write bytes, or a number followed by k, m or g (also kb, mb, gb), e.g. 512k, 10m, 1g",
+      "t.yaml:10:16: path 'healthz' must start with '/', e.g. '/healthz'",
+      "t.yaml:11:27: status must be an integer between 100 and 599 (got 700)",
+      "t.yaml:13:37: status must be one of 301, 302, 303, 307, 308 (got 200)",
+    ]);
+  });
+
+  it("invalid server names, header names and redirect variables", () => {
+    expect(
+      problems(
+        "servers:",
+        "  - listen: 8080",
+        "    server_names: [ok.example, 'foo..bar', '*']",
+        "    routes:",
+        "      - path: /",
+        "        redirect: { to: 'https://$hots$request_uri' }",
+        "        response_headers: { set: { 'X Bad': v, X-Num: 5 }, remove: ['a:b'] }",
+      ),
+    ).toEqual([
+      "t.yaml:3:32: invalid server name 'foo..bar': use an exact host name (example.com), a wildcard '*.example.com', or an IP address",
+      "t.yaml:3:44: invalid server name '*': use an exact host name (example.com), a wildcard '*.example.com', or an IP address",
+      "t.yaml:6:25: unknown variable '$hots' in redirect target; did you mean 'host'?",
+      "t.yaml:7:36: invalid header name 'X Bad': use letters, digits and - (e.g. X-Forwarded-Proto), no spaces or colons",
+      "t.yaml:7:55: header 'X-Num' must be a string (got 5); put the value in quotes",
+      "t.yaml:7:69: invalid header name 'a:b': use letters, digits and - (e.g. X-Forwarded-Proto), no spaces or colons",
+    ]);
+  });
+
+  it("missing required keys and wrong types", () => {
+    expect(problems("workers: 2")).toEqual([
+      "t.yaml:1:1: missing required key 'servers': the config needs a list of at least one server",
+    ]);
+    expect(problems("servers:", "  - server_names: [a.com]", "    routes: 5", "    default: yes")).toEqual([
+      "t.yaml:2:5: server is missing required key 'listen'",
+      "t.yaml:3:13: routes must be a list (got 5)",
+      "t.yaml:4:14: default must be true or false (got 'yes')",
+    ]);
+  });
+});
+
+describe("YAML problems", () => {
+  it("a syntax error has a position", () => {
+    const result = parseConfig("servers:\n  - listen: 8080\n\troutes: []\n", "t.yaml");
+    expect(result.config).toBeUndefined();
+    expect(result.issues.map(formatIssue)).toEqual([
+      "t.yaml:3:1: YAML syntax: tabs are not allowed as indentation",
+    ]);
+  });
+
+  it("an unterminated flow list is reported where the parser gave up", () => {
+    const [issue] = parseConfig("servers: [\n  1, 2\n", "t.yaml").issues;
+    expect(issue).toMatchObject({ file: "t.yaml", line: 3, col: 1, severity: "error" });
+    expect(issue?.message).toMatch(/^YAML syntax: /);
+  });
+
+  it("a duplicate key is an error at the second occurrence, and checking goes on", () => {
+    expect(problems("workers: 2", "workers: 3", "servers: x")).toEqual([
+      "t.yaml:2:1: duplicate key 'workers' (first at line 1); a key may appear only once in a mapping",
+      "t.yaml:3:10: servers must be a list (got 'x')",
+    ]);
+  });
+
+  it("a second YAML document is refused", () => {
+    expect(problems("servers: []", "---", "workers: 2")).toEqual([
+      "t.yaml:2:1: YAML syntax: the file holds more than one YAML document ('---'); a config is a single document",
+    ]);
+  });
+
+  it("an unknown tag is a warning, reported beside the errors", () => {
+    const result = parseConfig("workers: !num 2\nservers: []", "t.yaml");
+    expect(result.issues.map(formatIssue)).toEqual([
+      "t.yaml:1:10: warning: YAML syntax: unresolved tag: !num",
+      "t.yaml:1:15: workers must be an integer >= 1 or 'auto' (got '2')",
+      "t.yaml:2:10: servers must not be an empty list: write at least 1 entry",
+    ]);
+  });
+
+  it("an empty file is one issue for the whole file", () => {
+    expect(problems("# nothing but a comment")).toEqual([
+      "t.yaml: the config file is empty: it needs at least a 'servers' list",
+    ]);
+  });
+});
