@@ -28,10 +28,12 @@ async function main(): Promise<void> {
   }
   const cli = fileURLToPath(new URL("../cli.js", import.meta.url));
   const config = process.argv[2] ?? "conf/portico.yaml";
-  const portico = spawn(process.execPath, [cli, "start", "-c", config], { stdio: "inherit" });
+  // Its own process group: a terminal's Ctrl-C reaches only us, and we pass it on once
+  // (Portico takes a second SIGINT as "stop at once").
+  const portico = spawn(process.execPath, [cli, "start", "-c", config], { stdio: "inherit", detached: true });
   process.stderr.write("demo: try  curl -i http://127.0.0.1:8080/  (twice, to see both backends)\n");
   const forward = (signal: NodeJS.Signals) => portico.kill(signal);
-  process.on("SIGINT", () => {}); // the terminal sends SIGINT to Portico too
+  process.on("SIGINT", () => forward("SIGINT"));
   process.on("SIGTERM", () => forward("SIGTERM"));
   process.on("SIGHUP", () => forward("SIGHUP"));
   portico.on("exit", (code, signal) => {

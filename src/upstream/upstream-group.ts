@@ -12,10 +12,16 @@ export class UpstreamGroup {
   readonly peers: Peer[];
   private readonly balancer: Balancer;
 
-  constructor(upstream: Upstream, timeouts: Timeouts) {
+  /**
+   * @param slot the worker's slot: each worker starts its rotation that many picks further
+   *   on, so N fresh workers send their first requests to N different peers instead of all
+   *   to the first one.
+   */
+  constructor(upstream: Upstream, timeouts: Timeouts, slot = 0) {
     this.name = upstream.name;
     this.peers = upstream.servers.map((s) => new Peer(s, upstream.maxConnectionsPerPeer, timeouts));
     this.balancer = createBalancer(upstream.balance);
+    for (let i = 0; i < slot % Math.max(1, this.peers.length); i++) this.balancer.pick(this.peers);
   }
 
   /** The peer for the next request, or undefined when the upstream has no peer to offer. */

@@ -30,7 +30,7 @@ class Worker {
       slot: msg.slot,
     });
     for (const upstream of Object.values(this.config.upstreams)) {
-      this.upstreams.set(upstream.name, new UpstreamGroup(upstream, this.config.timeouts));
+      this.upstreams.set(upstream.name, new UpstreamGroup(upstream, this.config.timeouts, msg.slot));
     }
     this.via = `1.1 ${msg.instanceId}`;
   }

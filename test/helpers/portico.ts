@@ -146,7 +146,11 @@ export async function startPortico(yaml: string, opts: { waitReady?: boolean } =
       exited.then((code) => {
         throw new Error(`portico exited with ${code} before it was ready; stderr:\n${stderrText}`);
       }),
-    ]);
+    ]).catch(async (err: unknown) => {
+      // The caller never gets a handle to stop it: stop it here (its workers follow on disconnect).
+      await portico.stop("SIGKILL");
+      throw err;
+    });
     portico.bound = ready.listening as Portico["bound"];
     portico.workers = ready.workers as number[];
   }
