@@ -84,8 +84,6 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     const out = withoutHopByHop(headers);
     applyEdits(out, this.f.responseHeaders);
     res.writeHead(statusCode, statusMessage || undefined, out);
-    // Send the header now even when the body is slow to come.
-    if (!res.headersSent) res.flushHeaders();
     if (controller.paused) controller.resume();
   }
 
