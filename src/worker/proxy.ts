@@ -84,6 +84,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     const out = withoutHopByHop(headers);
     applyEdits(out, this.f.responseHeaders);
     res.writeHead(statusCode, statusMessage || undefined, out);
+    // A body of unknown length may be a stream (SSE) that is slow to start: send the header
+    // now. With a Content-Length, Node sends it together with the first chunk (one write).
+    if (headers["content-length"] === undefined) res.flushHeaders();
     if (controller.paused) controller.resume();
   }
 
