@@ -24,8 +24,13 @@ export interface DrainMessage {
   reason: string;
 }
 
+/** Master -> worker: reopen log files (SIGUSR2, log rotation). */
+export interface ReopenLogsMessage {
+  type: "reopen-logs";
+}
+
 /** Every message the master sends. */
-export type MasterToWorker = ConfigMessage | DrainMessage;
+export type MasterToWorker = ConfigMessage | DrainMessage | ReopenLogsMessage;
 
 /** One socket a worker listens on, as bound (port 0 resolved). */
 export interface BoundAddress {

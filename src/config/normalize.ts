@@ -53,6 +53,7 @@ interface RawConfig {
   workers: number | "auto";
   timeouts: Record<string, string>;
   log: { level: LogConfig["level"]; access: string; error: string };
+  pid_file: string;
   upstreams: Record<string, RawUpstream>;
   servers: RawServer[];
 }
@@ -163,7 +164,10 @@ export function buildConfig(data: unknown, source: SourceDocument, absoluteFile:
       clientKeepalive: ms("client_keepalive"),
       upstreamKeepalive: ms("upstream_keepalive"),
       shutdown: ms("shutdown"),
+      drainGrace: ms("drain_grace"),
+      workerStart: ms("worker_start"),
     },
+    pidFile: resolve(configDir, raw.pid_file),
     log: {
       level: raw.log.level,
       access: logTarget(raw.log.access, configDir),

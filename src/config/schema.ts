@@ -253,8 +253,16 @@ export const configSchema: JsonSchema = {
           "4s",
         ),
         shutdown: duration(
-          "Graceful stop: how long in-flight requests get before connections are closed.",
+          "Graceful stop, and an old generation's drain on reload: how long in-flight requests get before connections are closed.",
           "30s",
+        ),
+        drain_grace: duration(
+          "While a worker drains, how long a keep-alive connection with no request in flight stays open before it is closed (a request arriving meanwhile is answered with Connection: close). Closing at once races clients that are reusing the connection.",
+          "1s",
+        ),
+        worker_start: duration(
+          "On start and reload, how long a new generation has to get every worker listening; a reload that takes longer is abandoned and the running generation kept.",
+          "10s",
         ),
       },
     },
@@ -286,6 +294,13 @@ export const configSchema: JsonSchema = {
           default: "stderr",
         },
       },
+    },
+    pid_file: {
+      description:
+        "File the master writes its PID to, read by `portico reload` and `portico stop` (relative to the config file). Default: portico.pid.",
+      type: "string",
+      minLength: 1,
+      default: "portico.pid",
     },
     upstreams: {
       description:

@@ -105,8 +105,12 @@ export interface Timeouts {
   clientKeepalive: number;
   /** Idle time before a pooled upstream connection is closed. */
   upstreamKeepalive: number;
-  /** Longest graceful stop: in-flight requests get this long, then connections are closed. */
+  /** Longest graceful stop (or drain of an old generation): in-flight requests get this long, then connections are closed. */
   shutdown: number;
+  /** While draining, how long a keep-alive connection with no request in flight stays open before it is closed. */
+  drainGrace: number;
+  /** How long a new generation has to get every worker listening before a reload is abandoned. */
+  workerStart: number;
 }
 
 /** Logging. */
@@ -129,6 +133,8 @@ export interface Config {
   upstreams: Record<string, Upstream>;
   timeouts: Timeouts;
   log: LogConfig;
+  /** Absolute path of the master's PID file. */
+  pidFile: string;
 }
 
 /** One problem found in a config file. */

@@ -19,8 +19,10 @@ import type { Logger } from "../observability/logger.js";
 const RESPAWN_BASE_MS = 100;
 /** Longest respawn delay. */
 const RESPAWN_MAX_MS = 10_000;
-/** Crashes older than this no longer count towards a slot's backoff. */
+/** Crashes older than this no longer count towards a slot's backoff and crash limit. */
 const CRASH_WINDOW_MS = 60_000;
+/** A slot that crashes more often than this within `CRASH_WINDOW_MS` is not respawned again. */
+const MAX_CRASHES = 5;
 
 interface Slot {
   index: number;
@@ -28,11 +30,15 @@ interface Slot {
   listening: boolean;
   crashes: number[];
   respawnTimer?: NodeJS.Timeout;
+  /** Crashed too often: no longer respawned. */
+  abandoned: boolean;
 }
 
 /**
- * Events: `ready` (every slot listening, with the bound addresses), `listen-error`
- * (a worker could not open a socket), `empty` (every worker exited after `drain`).
+ * Events: `ready` (every slot listening, with the bound addresses); `start-failed` (with a
+ * reason: a worker could not listen or exited before the generation was ready; the caller
+ * kills the generation); `listen-error` (a respawned worker could not listen); `empty`
+ * (every worker exited after `drain` or `kill`).
  */
 export class Generation extends EventEmitter {
   readonly number: number;
@@ -54,12 +60,23 @@ export class Generation extends EventEmitter {
       index,
       listening: false,
       crashes: [],
+      abandoned: false,
     }));
   }
 
   /** Fork every slot's worker. */
   start(): void {
     for (const slot of this.slots) this.fork(slot);
+  }
+
+  /** True once every slot has listened at least once. */
+  get isReady(): boolean {
+    return this.readyEmitted;
+  }
+
+  /** Workers alive now. */
+  get liveWorkers(): number {
+    return this.slots.filter((s) => s.worker).length;
   }
 
   /** PIDs of the live workers, by slot. */
@@ -87,6 +104,14 @@ export class Generation extends EventEmitter {
 
   private onWorkerMessage(slot: Slot, msg: WorkerToMaster): void {
     if (msg.type === "booted") {
+      // A drain sent before the worker's listener existed was lost: repeat it instead of the config.
+      if (this.draining) {
+        slot.worker?.send({
+          type: "drain",
+          reason: "generation retired during start",
+        } satisfies MasterToWorker);
+        return;
+      }
       const config: MasterToWorker = {
         type: "config",
         generation: this.number,
@@ -107,7 +132,8 @@ export class Generation extends EventEmitter {
         this.emit("ready", this.bound);
       }
     } else if (msg.type === "listen-error") {
-      this.emit("listen-error", msg satisfies ListenErrorMessage);
+      if (this.readyEmitted) this.emit("listen-error", msg satisfies ListenErrorMessage);
+      else this.emit("start-failed", `cannot listen on ${msg.listen}: ${listenHint(msg)}`, msg);
     } else if (msg.type === "setup-error") {
       this.log.error({ generation: this.number, slot: slot.index }, `worker setup failed: ${msg.message}`);
     }
@@ -126,9 +152,32 @@ export class Generation extends EventEmitter {
       if (this.slots.every((s) => !s.worker)) this.emit("empty");
       return;
     }
+    if (!this.readyEmitted) {
+      this.emit(
+        "start-failed",
+        `worker ${pid} (slot ${slot.index}) exited during start (code ${code}, signal ${signal})`,
+      );
+      return;
+    }
     const now = Date.now();
     slot.crashes = slot.crashes.filter((t) => now - t < CRASH_WINDOW_MS);
     slot.crashes.push(now);
+    if (slot.crashes.length > MAX_CRASHES) {
+      slot.abandoned = true;
+      this.log.fatal(
+        {
+          generation: this.number,
+          slot: slot.index,
+          workerPid: pid,
+          code,
+          signal,
+          crashes: slot.crashes.length,
+          serving: this.liveWorkers,
+        },
+        `worker slot ${slot.index} crashed ${slot.crashes.length} times within ${CRASH_WINDOW_MS / 1000} s; no longer respawning it (the other workers keep serving; reload to try again)`,
+      );
+      return;
+    }
     const delay = Math.min(RESPAWN_BASE_MS * 2 ** (slot.crashes.length - 1), RESPAWN_MAX_MS);
     this.log.error(
       { generation: this.number, slot: slot.index, workerPid: pid, code, signal, respawnInMs: delay },
@@ -155,7 +204,27 @@ export class Generation extends EventEmitter {
     this.draining = true;
     for (const slot of this.slots) {
       if (slot.respawnTimer) clearTimeout(slot.respawnTimer);
+      slot.respawnTimer = undefined;
       slot.worker?.process.kill("SIGKILL");
     }
+    if (this.slots.every((s) => !s.worker)) setImmediate(() => this.emit("empty"));
   }
+
+  /** Send a message to every live worker. */
+  broadcast(msg: MasterToWorker): void {
+    for (const slot of this.slots) if (slot.worker?.isConnected()) slot.worker.send(msg);
+  }
+}
+
+/** Plain-language explanations of the listen errors an operator meets. */
+const LISTEN_HINTS: Record<string, string> = {
+  EADDRINUSE: "address already in use: another process listens there; stop it or change 'listen'",
+  EACCES:
+    "permission denied: ports below 1024 need privileges; use a higher port or grant CAP_NET_BIND_SERVICE",
+  EADDRNOTAVAIL: "address not available: this machine has no such IP; change 'listen'",
+};
+
+/** What a listen error means and what to do, followed by its code. */
+export function listenHint(err: ListenErrorMessage): string {
+  return `${LISTEN_HINTS[err.code] ?? err.message} (${err.code})`;
 }

@@ -1,26 +1,312 @@
 /**
- * The master process: validates the config, forks the workers (node:cluster shares the
- * listen sockets), replaces crashed workers, and stops gracefully on SIGTERM, SIGINT or
- * SIGQUIT (a second signal stops at once). It never handles a proxied request.
+ * The master process: validates the config, runs the workers by generations (node:cluster
+ * shares the listen sockets), reloads on SIGHUP without dropping a request, replaces crashed
+ * workers, reopens log files on SIGUSR2, and stops gracefully on SIGTERM, SIGINT or SIGQUIT
+ * (a second signal stops at once). It never handles a proxied request.
  */
 import cluster from "node:cluster";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { formatIssue, loadConfig } from "../config/load.js";
+import type { Config } from "../config/types.js";
 import type { BoundAddress, ListenErrorMessage } from "../ipc.js";
-import { createLogger } from "../observability/logger.js";
-import { Generation } from "./generation.js";
+import { createLogger, type Logger, reopenLogFiles } from "../observability/logger.js";
+import { Generation, listenHint } from "./generation.js";
+import { removePidFile, writePidFile } from "./pid-file.js";
 
 /** Longer than any worker's own shutdown timer: past this the master kills what is left. */
 const KILL_GRACE_MS = 5_000;
 
-/** Plain-language explanations of the listen errors an operator meets. */
-const LISTEN_HINTS: Record<string, string> = {
-  EADDRINUSE: "address already in use: another process listens there; stop it or change 'listen'",
-  EACCES:
-    "permission denied: ports below 1024 need privileges; use a higher port or grant CAP_NET_BIND_SERVICE",
-  EADDRNOTAVAIL: "address not available: this machine has no such IP; change 'listen'",
-};
+/** How a new generation's start ended. */
+type StartOutcome = { ok: true; bound: BoundAddress[] } | { ok: false; reason: string };
+
+/** Start `generation` and wait until all its workers listen, one fails, or `timeoutMs` passes. */
+function waitStarted(generation: Generation, timeoutMs: number): Promise<StartOutcome> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(
+      () => done({ ok: false, reason: `not every worker was listening after ${timeoutMs} ms` }),
+      timeoutMs,
+    );
+    const onReady = (bound: BoundAddress[]) => done({ ok: true, bound });
+    const onFailed = (reason: string) => done({ ok: false, reason });
+    const done = (outcome: StartOutcome) => {
+      clearTimeout(timer);
+      generation.off("ready", onReady);
+      generation.off("start-failed", onFailed);
+      resolve(outcome);
+    };
+    generation.once("ready", onReady);
+    generation.once("start-failed", onFailed);
+    generation.start();
+  });
+}
+
+/** The running master. */
+class Master {
+  private config: Config;
+  private log: Logger;
+  private readonly configFile: string;
+  private readonly instanceId = `portico-${randomBytes(4).toString("hex")}`;
+  private current?: Generation;
+  /** A generation being started (first start or reload), not serving yet. */
+  private starting?: Generation;
+  /** Generations draining after a reload. */
+  private readonly retiring = new Set<Generation>();
+  private nextNumber = 1;
+  private reloading = false;
+  private reloadPending = false;
+  private stopping = false;
+  private failedReloads = 0;
+  private resolveExit?: (code: number) => void;
+
+  constructor(configFile: string, config: Config) {
+    this.configFile = configFile;
+    this.config = config;
+    this.log = createLogger(config.log.error, config.log.level, { role: "master" });
+  }
+
+  /** Start the first generation; resolves with the exit code once the master stops. */
+  run(): Promise<number> {
+    cluster.setupPrimary({ exec: fileURLToPath(new URL("../worker/main.js", import.meta.url)) });
+    this.log.info(
+      { config: this.config.file, workers: this.config.workers, instanceId: this.instanceId },
+      "portico starting",
+    );
+    const exited = new Promise<number>((resolve) => {
+      this.resolveExit = resolve;
+    });
+    for (const signal of ["SIGTERM", "SIGINT", "SIGQUIT"] as const)
+      process.on(signal, () => this.stop(signal));
+    process.on("SIGHUP", () => void this.reload("SIGHUP"));
+    process.on("SIGUSR2", () => this.reopenLogs());
+    void this.startFirst();
+    return exited;
+  }
+
+  private async startFirst(): Promise<void> {
+    const generation = this.newGeneration(this.config);
+    const outcome = await this.startGeneration(generation, this.config.timeouts.workerStart);
+    if (this.stopping) return;
+    if (!outcome.ok) {
+      process.stderr.write(`portico: ${outcome.reason}\n`);
+      this.log.error({ generation: generation.number }, `start failed: ${outcome.reason}`);
+      generation.kill();
+      this.exit(1);
+      return;
+    }
+    this.current = generation;
+    try {
+      writePidFile(this.config.pidFile, process.pid);
+    } catch (err) {
+      this.log.error(
+        { pidFile: this.config.pidFile, err },
+        "cannot write the pid file; portico reload/stop will not find this master",
+      );
+    }
+    this.log.info(
+      {
+        generation: generation.number,
+        workers: generation.pids(),
+        listening: outcome.bound,
+        pidFile: this.config.pidFile,
+      },
+      "portico ready",
+    );
+    if (this.reloadPending) void this.reload("SIGHUP (queued)");
+  }
+
+  private async startGeneration(generation: Generation, timeoutMs: number): Promise<StartOutcome> {
+    this.starting = generation;
+    try {
+      return await waitStarted(generation, timeoutMs);
+    } finally {
+      this.starting = undefined;
+    }
+  }
+
+  private newGeneration(config: Config): Generation {
+    const generation = new Generation(this.nextNumber++, config, this.instanceId, this.log);
+    generation.on("listen-error", (err: ListenErrorMessage) =>
+      this.log.error(
+        { generation: generation.number, listen: err.listen },
+        `a respawned worker cannot listen on ${err.listen}: ${listenHint(err)}`,
+      ),
+    );
+    return generation;
+  }
+
+  /**
+   * Reload: validate the file; start the next generation with it; once all its workers
+   * listen, drain the current one. Any failure keeps the current generation serving.
+   */
+  async reload(trigger: string): Promise<void> {
+    if (this.stopping) return;
+    if (this.reloading || !this.current) {
+      this.reloadPending = true;
+      return;
+    }
+    this.reloading = true;
+    const begun = performance.now();
+    const current = this.current;
+    try {
+      const { config, issues } = loadConfig(this.configFile);
+      for (const issue of issues) {
+        const line = formatIssue(issue);
+        if (issue.severity === "error") this.log.error(line);
+        else this.log.warn(line);
+      }
+      if (!config) {
+        this.reloadFailed(current, `${this.configFile} is invalid (${issues.length} problem(s) above)`);
+        return;
+      }
+      this.log.info(
+        { trigger, generation: this.nextNumber },
+        "reload: configuration valid; starting a new generation",
+      );
+      const next = this.newGeneration(config);
+      const outcome = await this.startGeneration(next, config.timeouts.workerStart);
+      if (this.stopping) {
+        next.kill();
+        return;
+      }
+      if (!outcome.ok) {
+        // Its workers that did listen may already hold requests: drain them, never kill.
+        this.retire(next, "reload failed");
+        this.reloadFailed(current, `generation ${next.number} did not start: ${outcome.reason}`);
+        return;
+      }
+      this.current = next;
+      this.applyMasterConfig(config);
+      this.retire(current, "reload");
+      this.log.info(
+        {
+          generation: next.number,
+          workers: next.pids(),
+          listening: outcome.bound,
+          reloadMs: Math.round(performance.now() - begun),
+          draining: current.number,
+        },
+        "reload complete",
+      );
+    } finally {
+      this.reloading = false;
+      if (this.reloadPending && !this.stopping) {
+        this.reloadPending = false;
+        void this.reload(`${trigger} (queued)`);
+      }
+    }
+  }
+
+  private reloadFailed(current: Generation, reason: string): void {
+    this.failedReloads++;
+    this.log.error(
+      { generation: current.number, failedReloads: this.failedReloads },
+      `reload failed: ${reason}; generation ${current.number} keeps serving with the previous configuration`,
+    );
+  }
+
+  /**
+   * Drain a generation that no longer serves (the old one after a reload, or a new one that
+   * failed to start), log how long it took, and kill what is left after its shutdown timeout.
+   */
+  private retire(generation: Generation, reason: string): void {
+    const begun = performance.now();
+    this.retiring.add(generation);
+    const killer = setTimeout(() => {
+      this.log.error(
+        { generation: generation.number },
+        "generation did not drain within its shutdown timeout; killing it",
+      );
+      generation.kill();
+    }, generation.config.timeouts.shutdown + KILL_GRACE_MS);
+    killer.unref();
+    generation.once("empty", () => {
+      clearTimeout(killer);
+      this.retiring.delete(generation);
+      this.log.info(
+        { generation: generation.number, reason, drainMs: Math.round(performance.now() - begun) },
+        "generation drained",
+      );
+    });
+    generation.drain(reason);
+  }
+
+  /** Settings the master itself uses: its log and pid file follow a reload. */
+  private applyMasterConfig(config: Config): void {
+    const old = this.config;
+    this.config = config;
+    if (old.log.error !== config.log.error || old.log.level !== config.log.level) {
+      this.log = createLogger(config.log.error, config.log.level, { role: "master" });
+    }
+    if (old.pidFile !== config.pidFile) {
+      try {
+        writePidFile(config.pidFile, process.pid);
+        removePidFile(old.pidFile, process.pid);
+      } catch (err) {
+        this.log.error(
+          { pidFile: config.pidFile, err },
+          "cannot write the new pid file; keeping the old one",
+        );
+      }
+    }
+  }
+
+  private reopenLogs(): void {
+    const files = reopenLogFiles();
+    this.log.info({ files }, "SIGUSR2: reopening log files");
+    for (const generation of this.generations()) generation.broadcast({ type: "reopen-logs" });
+  }
+
+  private generations(): Generation[] {
+    return [...(this.current ? [this.current] : []), ...this.retiring];
+  }
+
+  /** First signal: drain every generation, then exit 0. Second: kill everything, exit 1. */
+  private stop(signal: NodeJS.Signals): void {
+    const all = this.generations();
+    if (this.stopping) {
+      this.log.warn({ signal }, "second stop signal: stopping now");
+      for (const generation of all) generation.kill();
+      this.exit(1);
+      return;
+    }
+    this.stopping = true;
+    this.starting?.kill();
+    this.log.info(
+      { signal, shutdownTimeoutMs: this.config.timeouts.shutdown },
+      "graceful stop: draining workers",
+    );
+    const begun = Date.now();
+    // A generation that was still starting is killed by the reload/start code once it sees
+    // `stopping`; wait for every running one to empty.
+    let left = all.length;
+    const onEmpty = () => {
+      if (--left > 0) return;
+      this.log.info({ drainMs: Date.now() - begun }, "all workers exited");
+      this.exit(0);
+    };
+    if (left === 0) {
+      this.exit(0);
+      return;
+    }
+    for (const generation of all) {
+      generation.once("empty", onEmpty);
+      generation.drain("shutdown");
+    }
+    setTimeout(() => {
+      this.log.error("workers did not exit within the shutdown timeout; killing them");
+      for (const generation of all) generation.kill();
+      this.exit(0);
+    }, this.config.timeouts.shutdown + KILL_GRACE_MS).unref();
+  }
+
+  private exit(code: number): void {
+    removePidFile(this.config.pidFile, process.pid);
+    this.log.info({ code }, "portico stopped");
+    this.log.flush();
+    this.resolveExit?.(code);
+  }
+}
 
 /** Start the master on a config file. Resolves with the process exit code once stopped. */
 export async function runMaster(configFile: string): Promise<number> {
@@ -30,65 +316,5 @@ export async function runMaster(configFile: string): Promise<number> {
     process.stderr.write(`portico: configuration in ${configFile} is invalid; nothing started\n`);
     return 1;
   }
-  const log = createLogger(config.log.error, config.log.level, { role: "master" });
-  const instanceId = `portico-${randomBytes(4).toString("hex")}`;
-  cluster.setupPrimary({ exec: fileURLToPath(new URL("../worker/main.js", import.meta.url)) });
-  log.info({ config: config.file, workers: config.workers, instanceId }, "portico starting");
-
-  return new Promise<number>((resolve) => {
-    const generation = new Generation(1, config, instanceId, log);
-    let stopping = false;
-    let started = false;
-
-    const exit = (code: number) => {
-      log.info({ code }, "portico stopped");
-      log.flush();
-      resolve(code);
-    };
-
-    generation.on("ready", (bound: BoundAddress[]) => {
-      started = true;
-      log.info({ generation: 1, workers: generation.pids(), listening: bound }, "portico ready");
-    });
-    generation.on("listen-error", (err: ListenErrorMessage) => {
-      const hint = LISTEN_HINTS[err.code] ?? err.message;
-      if (!started) {
-        process.stderr.write(`portico: cannot listen on ${err.listen}: ${hint} (${err.code})\n`);
-        generation.kill();
-        exit(1);
-        return;
-      }
-      log.error(
-        { listen: err.listen, code: err.code },
-        `a respawned worker cannot listen on ${err.listen}: ${hint}`,
-      );
-    });
-
-    const stop = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        log.warn({ signal }, "second stop signal: stopping now");
-        generation.kill();
-        exit(1);
-        return;
-      }
-      stopping = true;
-      log.info({ signal, shutdownTimeoutMs: config.timeouts.shutdown }, "graceful stop: draining workers");
-      const begun = Date.now();
-      generation.once("empty", () => {
-        log.info({ drainMs: Date.now() - begun }, "all workers exited");
-        exit(0);
-      });
-      generation.drain("shutdown");
-      setTimeout(() => {
-        log.error("workers did not exit within the shutdown timeout; killing them");
-        generation.kill();
-        exit(0);
-      }, config.timeouts.shutdown + KILL_GRACE_MS).unref();
-    };
-    for (const signal of ["SIGTERM", "SIGINT", "SIGQUIT"] as const) process.on(signal, () => stop(signal));
-    // SIGHUP reloads once generations exist (lifecycle issue); until then it must not kill us.
-    process.on("SIGHUP", () => log.warn("SIGHUP received: reload is not implemented yet; ignoring"));
-
-    generation.start();
-  });
+  return new Master(configFile, config).run();
 }

@@ -11,11 +11,25 @@ export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace";
 /** A pino logger. */
 export type Logger = pino.Logger;
 
+/** File destinations opened by this process, reopened on SIGUSR2 (log rotation). */
+const files: Array<{ path: string; stream: ReturnType<typeof pino.destination> }> = [];
+
 /** Open a pino destination for `stdout`, `stderr` or a file path (appended to, created if missing). */
 function destination(target: string): pino.DestinationStream {
   if (target === "stdout") return pino.destination({ dest: 1, sync: false });
   if (target === "stderr") return pino.destination({ dest: 2, sync: false });
-  return pino.destination({ dest: target, sync: false, append: true, mkdir: true });
+  const stream = pino.destination({ dest: target, sync: false, append: true, mkdir: true });
+  files.push({ path: target, stream });
+  return stream;
+}
+
+/**
+ * Reopen every log file of this process (after logrotate moved it away): new lines go to a
+ * new file at the configured path. Returns the paths reopened.
+ */
+export function reopenLogFiles(): string[] {
+  for (const { stream } of files) stream.reopen();
+  return files.map((f) => f.path);
 }
 
 /** The lifecycle/error logger of the master or a worker, tagged with its role. */
@@ -33,13 +47,4 @@ export function createAccessLogger(target: string): Logger {
     { base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, messageKey: "msg" },
     destination(target),
   );
-}
-
-/** Flush a logger's buffered lines synchronously (before `process.exit`). */
-export function flushLogger(logger: Logger): void {
-  try {
-    logger.flush();
-  } catch {
-    // a destination that is not open yet has nothing to flush
-  }
 }

@@ -9,6 +9,7 @@ import { Transform } from "node:stream";
 import type { Route } from "../config/types.js";
 import type { Logger } from "../observability/logger.js";
 import type { UpstreamGroup } from "../upstream/upstream-group.js";
+import type { ConnectionTracker } from "./connections.js";
 import { ProxyError } from "./errors.js";
 import { appendList, applyEdits, withoutHopByHop } from "./headers.js";
 import { forward, type ProxyOutcome } from "./proxy.js";
@@ -21,8 +22,8 @@ export interface HandlerContext {
   upstreams: ReadonlyMap<string, UpstreamGroup>;
   accessLog: Logger;
   log: Logger;
-  /** Called for every request when it starts and when it is over (drain bookkeeping). */
-  track: (delta: 1 | -1) => void;
+  /** Client connections and in-flight requests, for draining. */
+  connections: ConnectionTracker;
   /** True once the worker drains: responses carry `Connection: close`. */
   isDraining: () => boolean;
 }
@@ -39,7 +40,7 @@ export function createRequestHandler(ctx: HandlerContext, router: HostRouter, sc
     const host = req.headers.host ?? "";
     const target = req.url ?? "/";
     let upstreamAddress: string | undefined;
-    ctx.track(1);
+    const over = ctx.connections.requestStarted(req, res);
     req.on("error", () => {}); // a client reset is reported through res "close"
     res.on("error", () => {});
     if (ctx.isDraining()) res.setHeader("connection", "close");
@@ -66,7 +67,7 @@ export function createRequestHandler(ctx: HandlerContext, router: HostRouter, sc
     res.once("close", () => {
       // A response that ends without reporting (a client gone during a fixed reply).
       if (!logged) finish({ status: res.writableFinished ? res.statusCode : 499, bytes: 0 });
-      ctx.track(-1);
+      over();
     });
 
     const fail = (error: ProxyError) => {

@@ -50,8 +50,9 @@ function groupByListen(
 export async function openListeners(
   config: Config,
   ctx: HandlerContext,
+  opened: Listener[] = [],
 ): Promise<{ listeners: Listener[]; bound: BoundAddress[] }> {
-  const listeners: Listener[] = [];
+  const listeners = opened;
   const bound: BoundAddress[] = [];
   for (const group of groupByListen(config.servers).values()) {
     const text = group.host.includes(":") ? `[${group.host}]:${group.port}` : `${group.host}:${group.port}`;
@@ -63,6 +64,7 @@ export async function openListeners(
       },
       createRequestHandler(ctx, new HostRouter(group.servers), "http"),
     );
+    ctx.connections.watch(server);
     server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
       if (err.code === "ECONNRESET" || !socket.writable) {
         socket.destroy();
@@ -70,6 +72,7 @@ export async function openListeners(
       }
       socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
     });
+    listeners.push({ listen: text, server });
     await new Promise<void>((resolve, reject) => {
       server.once("error", (err: NodeJS.ErrnoException) =>
         reject(new ListenError(text, err.code ?? "UNKNOWN", err.message)),
@@ -77,7 +80,6 @@ export async function openListeners(
       server.listen({ host: group.host, port: group.port }, () => resolve());
     });
     const address = server.address() as AddressInfo;
-    listeners.push({ listen: text, server });
     bound.push({ listen: text, address: address.address, port: address.port });
   }
   return { listeners, bound };

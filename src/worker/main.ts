@@ -1,12 +1,15 @@
 /**
  * A worker process: receives its config from the master, opens the shared listen sockets,
- * proxies requests, and drains when told to (stop accepting, let in-flight requests finish,
- * close idle connections, exit; everything left is closed after `timeouts.shutdown`).
+ * proxies requests, and drains when told to: stop accepting, answer what arrives with
+ * `Connection: close`, close connections idle for `drain_grace`, let in-flight requests
+ * finish, exit; whatever is left is closed after `timeouts.shutdown`.
  */
+import net from "node:net";
 import type { Config } from "../config/types.js";
 import { type ConfigMessage, isMessage, type MasterToWorker, type WorkerToMaster } from "../ipc.js";
-import { createAccessLogger, createLogger, type Logger } from "../observability/logger.js";
+import { createAccessLogger, createLogger, type Logger, reopenLogFiles } from "../observability/logger.js";
 import { UpstreamGroup } from "../upstream/upstream-group.js";
+import { ConnectionTracker } from "./connections.js";
 import { ListenError, type Listener, openListeners } from "./listeners.js";
 
 function send(message: WorkerToMaster): void {
@@ -17,10 +20,12 @@ function send(message: WorkerToMaster): void {
 class Worker {
   private readonly config: Config;
   private readonly log: Logger;
+  private readonly via: string;
   private readonly upstreams = new Map<string, UpstreamGroup>();
-  private listeners: Listener[] = [];
-  private inFlight = 0;
+  private readonly connections = new ConnectionTracker();
+  private readonly listeners: Listener[] = [];
   private draining = false;
+  private exiting = false;
 
   constructor(msg: ConfigMessage) {
     this.config = msg.config;
@@ -35,63 +40,77 @@ class Worker {
     this.via = `1.1 ${msg.instanceId}`;
   }
 
-  private readonly via: string;
-
   async start(): Promise<void> {
     try {
-      const { listeners, bound } = await openListeners(this.config, {
-        via: this.via,
-        upstreams: this.upstreams,
-        accessLog: createAccessLogger(this.config.log.access),
-        log: this.log,
-        track: (delta) => {
-          this.inFlight += delta;
-          if (!this.draining || delta > 0) return;
-          // A keep-alive connection whose last request just ended is idle now: close it.
-          setImmediate(() => {
-            for (const { server } of this.listeners) server.closeIdleConnections();
-          });
-          if (this.inFlight === 0) void this.exit();
+      // `this.listeners` fills as sockets open, so a drain during start stops them too.
+      const { bound } = await openListeners(
+        this.config,
+        {
+          via: this.via,
+          upstreams: this.upstreams,
+          accessLog: createAccessLogger(this.config.log.access),
+          log: this.log,
+          connections: this.connections,
+          isDraining: () => this.draining,
         },
-        isDraining: () => this.draining,
-      });
-      this.listeners = listeners;
+        this.listeners,
+      );
+      if (this.draining) {
+        this.stopAccepting();
+        return;
+      }
       send({ type: "listening", addresses: bound });
     } catch (err) {
+      // Sockets opened before the failure may already carry requests: do not exit here,
+      // the master answers with a drain (reload rolled back) or a kill (first start).
       if (err instanceof ListenError) {
         send({ type: "listen-error", listen: err.listen, code: err.code, message: err.message });
       } else {
         send({ type: "setup-error", message: err instanceof Error ? err.message : String(err) });
       }
-      this.log.error({ err }, "worker setup failed");
-      setTimeout(() => process.exit(1), 50);
+      this.log.error({ err: err instanceof Error ? err.message : String(err) }, "worker setup failed");
     }
   }
 
-  /** Stop accepting, close idle keep-alive connections, exit once in-flight requests are done. */
+  /** Stop accepting, answer with `Connection: close`, exit once no connection is left. */
   drain(reason: string): void {
     if (this.draining) return;
     this.draining = true;
-    this.log.info({ reason, inFlight: this.inFlight }, "worker draining");
-    for (const { server } of this.listeners) {
-      server.close();
-      server.closeIdleConnections();
-    }
-    const timer = setTimeout(() => {
-      this.log.warn({ inFlight: this.inFlight }, "shutdown timeout: closing remaining connections");
-      for (const { server } of this.listeners) server.closeAllConnections();
+    const begun = performance.now();
+    this.log.info(
+      { reason, inFlight: this.connections.inFlight, connections: this.connections.open },
+      "worker draining",
+    );
+    this.stopAccepting();
+    this.connections.drain(this.config.timeouts.drainGrace, () => {
+      this.log.info({ drainMs: Math.round(performance.now() - begun) }, "worker drained");
       void this.exit();
-    }, this.config.timeouts.shutdown);
-    timer.unref();
-    if (this.inFlight === 0) void this.exit();
+    });
+    setTimeout(() => {
+      this.log.warn(
+        { inFlight: this.connections.inFlight, connections: this.connections.open },
+        "shutdown timeout: closing the remaining connections",
+      );
+      this.connections.closeAll();
+      void this.exit();
+    }, this.config.timeouts.shutdown).unref();
   }
 
-  private exiting = false;
+  private stopAccepting(): void {
+    // net.Server's close, not http.Server's: the latter also closes every idle keep-alive
+    // connection at once (Node >= 19), the reset race this drain exists to avoid. Under
+    // node:cluster this also takes the worker out of the master's round-robin.
+    for (const { server } of this.listeners) net.Server.prototype.close.call(server);
+  }
+
+  reopenLogs(): void {
+    const files = reopenLogFiles();
+    this.log.info({ files }, "log files reopened");
+  }
 
   private async exit(): Promise<void> {
     if (this.exiting) return;
     this.exiting = true;
-    for (const { server } of this.listeners) server.closeIdleConnections();
     await Promise.race([
       Promise.all([...this.upstreams.values()].map((u) => u.close())),
       new Promise((r) => setTimeout(r, 1000)),
@@ -111,11 +130,15 @@ process.on("message", (msg: unknown) => {
   } else if (msg.type === "drain") {
     if (worker) worker.drain(msg.reason);
     else process.exit(0);
+  } else if (msg.type === "reopen-logs") {
+    worker?.reopenLogs();
   }
 });
 
 // The master decides when workers stop; a terminal's Ctrl-C reaches the whole process group.
 process.on("SIGINT", () => {});
+process.on("SIGUSR2", () => {});
+process.on("SIGHUP", () => {});
 process.on("SIGTERM", () => worker?.drain("SIGTERM") ?? process.exit(0));
 // A master that is gone cannot send us traffic or orders any more.
 process.on("disconnect", () => worker?.drain("master gone") ?? process.exit(0));

@@ -48,6 +48,8 @@ describe("defaults", () => {
       clientKeepalive: 75_000,
       upstreamKeepalive: 4_000,
       shutdown: 30_000,
+      drainGrace: 1_000,
+      workerStart: 10_000,
     });
     expect(config?.log).toEqual({ level: "info", access: "stdout", error: "stderr" });
     expect(config?.upstreams).toEqual({});
@@ -128,6 +130,13 @@ describe("defaults", () => {
       "/etc/p/p.yaml",
     );
     expect(config?.log).toEqual({ level: "info", access: "/etc/p/logs/access.log", error: "/var/log/p.log" });
+  });
+
+  it("resolves the pid file from the config file's folder, default portico.pid", () => {
+    expect(parseConfig(minimal(""), "/etc/p/p.yaml").config?.pidFile).toBe("/etc/p/portico.pid");
+    expect(parseConfig(minimal("pid_file: /run/portico.pid"), "/etc/p/p.yaml").config?.pidFile).toBe(
+      "/run/portico.pid",
+    );
   });
 });
 

@@ -42,7 +42,11 @@ export async function startBackend(name: string, handler?: http.RequestListener)
     } satisfies Echo);
     req.resume();
     req.on("end", () => {
-      res.writeHead(200, { "content-type": "application/json", "x-backend": name });
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(body),
+        "x-backend": name,
+      });
       res.end(body);
     });
   };

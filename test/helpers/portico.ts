@@ -137,6 +137,9 @@ export async function startPortico(yaml: string, opts: { waitReady?: boolean } =
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
       const code = await exited;
       rmSync(dir, { recursive: true, force: true });
+      // An operator must never see a stack trace: a crash in any process fails the test.
+      const trace = stderrText.split("\n").find((l) => /^\s+at .+:\d+:\d+\)?$/.test(l));
+      if (trace) throw new Error(`portico printed a stack trace:\n${stderrText.slice(-3000)}`);
       return code;
     },
   };
