@@ -22,7 +22,10 @@ export interface LoadStats {
   errors: string[];
 }
 
-/** A running load; `stop()` ends it after in-flight requests finish and returns the stats. */
+/**
+ * A running load; `stop()` ends it once in-flight requests finish (those unanswered 5 s later
+ * are destroyed and counted as failed) and returns the stats.
+ */
 export interface Load {
   stats: LoadStats;
   /** Last body seen by any client for `path`. */
@@ -35,6 +38,8 @@ export function startLoad(port: number, path: string, opts: { keepAlive: number;
   const stats: LoadStats = { ok: 0, non2xx: 0, failed: 0, unannouncedCloses: 0, errors: [] };
   let running = true;
   let last = "";
+  /** Open connections, destroyed by `stop` if they do not finish in time. */
+  const open = new Set<{ destroy: () => void }>();
   const record = (status: number, body: string) => {
     if (status >= 200 && status < 300) stats.ok++;
     else stats.non2xx++;
@@ -49,6 +54,7 @@ export function startLoad(port: number, path: string, opts: { keepAlive: number;
     while (running) {
       await new Promise<void>((resolve) => {
         const socket = net.connect(port, "127.0.0.1");
+        open.add(socket);
         let buf = Buffer.alloc(0);
         let announcedClose = false;
         let waiting = false;
@@ -79,6 +85,7 @@ export function startLoad(port: number, path: string, opts: { keepAlive: number;
         });
         socket.on("error", (err: NodeJS.ErrnoException) => fail(`keep-alive: ${err.code ?? err.message}`));
         socket.on("close", () => {
+          open.delete(socket);
           if (waiting) fail("keep-alive: connection closed with a request unanswered");
           else if (running && !announcedClose) stats.unannouncedCloses++;
           resolve();
@@ -91,6 +98,7 @@ export function startLoad(port: number, path: string, opts: { keepAlive: number;
     while (running) {
       await new Promise<void>((resolve) => {
         const req = http.get({ host: "127.0.0.1", port, path, agent: false }, (res) => {
+          res.on("close", () => open.delete(req));
           let body = "";
           res.setEncoding("utf8");
           res.on("data", (d: string) => (body += d));
@@ -103,7 +111,9 @@ export function startLoad(port: number, path: string, opts: { keepAlive: number;
             resolve();
           });
         });
+        open.add(req);
         req.on("error", (err: NodeJS.ErrnoException) => {
+          open.delete(req);
           fail(`fresh: ${err.code ?? err.message}`);
           resolve();
         });
@@ -120,7 +130,12 @@ export function startLoad(port: number, path: string, opts: { keepAlive: number;
     lastBody: () => last,
     stop: async () => {
       running = false;
+      // A request still unanswered 5 s after the load stopped is a failure: end it.
+      const timer = setTimeout(() => {
+        for (const conn of open) conn.destroy();
+      }, 5000);
       await Promise.all(loops);
+      clearTimeout(timer);
       return stats;
     },
   };
