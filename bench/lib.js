@@ -28,35 +28,47 @@ export function startPortico(yaml) {
   const file = join(dir, "portico.yaml");
   writeFileSync(file, yaml);
   const proc = spawn(process.execPath, [CLI, "start", "-c", file], { stdio: ["ignore", "ignore", "pipe"] });
-  return new Promise((resolve, reject) => {
-    let buf = "";
-    proc.once("exit", (code) => reject(new Error(`portico exited with ${code}:\n${buf}`)));
-    proc.stderr.on("data", (d) => {
-      buf += d;
-      for (const line of buf.split("\n")) {
-        if (!line.includes('"portico ready"')) continue;
-        const ready = JSON.parse(line);
-        proc.stderr.removeAllListeners("data");
-        proc.stderr.resume();
-        resolve({
-          port: ready.listening[0].port,
-          pids: ready.workers,
-          proc,
-          stop: async () => {
-            await stop(proc);
-            rmSync(dir, { recursive: true, force: true });
-          },
-        });
-        return;
+  /** Every JSON line of the master's and workers' error log. */
+  const lines = [];
+  let rest = "";
+  proc.stderr.on("data", (d) => {
+    const parts = (rest + d).split("\n");
+    rest = parts.pop() ?? "";
+    for (const part of parts) {
+      try {
+        lines.push(JSON.parse(part));
+      } catch {
+        process.stderr.write(`${part}\n`);
       }
-    });
+    }
+  });
+  return new Promise((resolve, reject) => {
+    const onExit = (code) => reject(new Error(`portico exited with ${code}`));
+    proc.once("exit", onExit);
+    const onData = () => {
+      const ready = lines.find((l) => l.msg === "portico ready");
+      if (!ready) return;
+      proc.stderr.off("data", onData);
+      proc.off("exit", onExit);
+      resolve({
+        port: ready.listening[0].port,
+        pids: ready.workers,
+        proc,
+        file,
+        lines,
+        stop: async () => {
+          await stop(proc);
+          rmSync(dir, { recursive: true, force: true });
+        },
+      });
+    };
+    proc.stderr.on("data", onData);
   });
 }
 
 function stop(proc) {
   return new Promise((resolve) => {
     if (proc.exitCode !== null) return resolve();
-    proc.removeAllListeners("exit");
     proc.once("exit", () => resolve());
     proc.kill("SIGTERM");
   });

@@ -29,8 +29,18 @@ export interface ReopenLogsMessage {
   type: "reopen-logs";
 }
 
+/**
+ * Master -> worker: answer to `stopped-accepting`. The channel is ordered, so every connection
+ * the master handed to the worker before it knew the worker stopped accepting has arrived
+ * (and been sent back to be given to another worker) before this: now the worker may exit
+ * without taking a connection with it.
+ */
+export interface StoppedAcceptingAckMessage {
+  type: "stopped-accepting-ack";
+}
+
 /** Every message the master sends. */
-export type MasterToWorker = ConfigMessage | DrainMessage | ReopenLogsMessage;
+export type MasterToWorker = ConfigMessage | DrainMessage | ReopenLogsMessage | StoppedAcceptingAckMessage;
 
 /** One socket a worker listens on, as bound (port 0 resolved). */
 export interface BoundAddress {
@@ -69,8 +79,22 @@ export interface SetupErrorMessage {
   message: string;
 }
 
+/**
+ * Worker -> master: the worker closed its listen sockets (sent after node:cluster's own
+ * `close`). The master answers `stopped-accepting-ack`; the worker must not exit before it:
+ * a connection the master hands to a worker that exits is lost with the IPC message.
+ */
+export interface StoppedAcceptingMessage {
+  type: "stopped-accepting";
+}
+
 /** Every message a worker sends. */
-export type WorkerToMaster = BootedMessage | ListeningMessage | ListenErrorMessage | SetupErrorMessage;
+export type WorkerToMaster =
+  | BootedMessage
+  | ListeningMessage
+  | ListenErrorMessage
+  | SetupErrorMessage
+  | StoppedAcceptingMessage;
 
 /** True when `value` looks like a message of this protocol (cluster also carries its own internal messages). */
 export function isMessage<T extends { type: string }>(value: unknown): value is T {

@@ -134,6 +134,8 @@ export class Generation extends EventEmitter {
     } else if (msg.type === "listen-error") {
       if (this.readyEmitted) this.emit("listen-error", msg satisfies ListenErrorMessage);
       else this.emit("start-failed", `cannot listen on ${msg.listen}: ${listenHint(msg)}`, msg);
+    } else if (msg.type === "stopped-accepting") {
+      slot.worker?.send({ type: "stopped-accepting-ack" } satisfies MasterToWorker);
     } else if (msg.type === "setup-error") {
       this.log.error({ generation: this.number, slot: slot.index }, `worker setup failed: ${msg.message}`);
     }

@@ -16,6 +16,15 @@ function send(message: WorkerToMaster): void {
   process.send?.(message);
 }
 
+/** A promise with its resolve function (Promise.withResolvers is Node >= 22). */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve: () => void = () => {};
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
 /** One running worker. */
 class Worker {
   private readonly config: Config;
@@ -26,6 +35,8 @@ class Worker {
   private readonly listeners: Listener[] = [];
   private draining = false;
   private exiting = false;
+  /** Settled by the master's `stopped-accepting-ack`. */
+  private readonly acceptingStopped = deferred();
 
   constructor(msg: ConfigMessage) {
     this.config = msg.config;
@@ -101,6 +112,12 @@ class Worker {
     // connection at once (Node >= 19), the reset race this drain exists to avoid. Under
     // node:cluster this also takes the worker out of the master's round-robin.
     for (const { server } of this.listeners) net.Server.prototype.close.call(server);
+    send({ type: "stopped-accepting" });
+  }
+
+  /** The master acknowledged `stopped-accepting`. */
+  onAcceptingStopped(): void {
+    this.acceptingStopped.resolve();
   }
 
   reopenLogs(): void {
@@ -111,6 +128,9 @@ class Worker {
   private async exit(): Promise<void> {
     if (this.exiting) return;
     this.exiting = true;
+    // Connections the master handed over before it saw us stop arrive before its ack; they are
+    // sent back to be given to another worker. Exiting earlier would lose them with the message.
+    await Promise.race([this.acceptingStopped.promise, new Promise((r) => setTimeout(r, 2000))]);
     await Promise.race([
       Promise.all([...this.upstreams.values()].map((u) => u.close())),
       new Promise((r) => setTimeout(r, 1000)),
@@ -130,6 +150,8 @@ process.on("message", (msg: unknown) => {
   } else if (msg.type === "drain") {
     if (worker) worker.drain(msg.reason);
     else process.exit(0);
+  } else if (msg.type === "stopped-accepting-ack") {
+    worker?.onAcceptingStopped();
   } else if (msg.type === "reopen-logs") {
     worker?.reopenLogs();
   }
