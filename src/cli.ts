@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 /**
- * The `portico` command: `start` runs the proxy, `check` validates a config (like `nginx -t`).
+ * The `portico` command: `start` runs the proxy, `check` validates a config (like `nginx -t`),
+ * `reload`/`stop` signal the running master, `dns` queries through the DNS layer.
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { formatIssue, loadConfig } from "./config/load.js";
+import { dnsCommand } from "./dns-command.js";
 import { runMaster } from "./master/master.js";
 import { isRunning, runningMaster } from "./master/pid-file.js";
 
@@ -15,10 +17,20 @@ Commands:
   check   validate a configuration file and exit (like nginx -t)
   reload  validate the file, then tell the running master to reload it (SIGHUP)
   stop    tell the running master to stop gracefully (SIGTERM) and wait until it has
+  dns     NAME [A|AAAA|SRV|CNAME]: query through Portico's DNS layer and show the answer,
+          TTLs, which nameserver and transport answered, and the time taken
 
 Options:
   -c, --config FILE   configuration file (default: conf/portico.yaml)
   -h, --help          show this help
+
+dns options:
+  --server URL        nameserver to ask (repeatable: each is asked and shown on its own):
+                      udp://IP:53, tcp://IP:53, tls://host:853, https://host/dns-query
+                      (default: the hosts file, then the nameservers of /etc/resolv.conf)
+  --ca FILE           CA certificate (PEM) to verify tls:// and https:// servers with
+  --cert FILE, --key FILE   client certificate and key (PEM) for mTLS
+  --timeout DURATION  per query (default 2s with --server, else resolv.conf's)
   -v, --version       print the version
 `;
 
@@ -118,6 +130,14 @@ async function main(argv: string[]): Promise<number> {
       return reload(file);
     case "stop":
       return stop(file);
+    case "dns":
+      return dnsCommand(positionals.slice(1), {
+        servers: values.server ?? [],
+        ca: values.ca,
+        cert: values.cert,
+        key: values.key,
+        timeout: values.timeout,
+      });
     default:
       process.stderr.write(`portico: unknown command '${command}'\n\n${USAGE}`);
       return 2;
@@ -132,6 +152,11 @@ function parseOptions(argv: string[]) {
       config: { type: "string", short: "c" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "v" },
+      server: { type: "string", multiple: true },
+      ca: { type: "string" },
+      cert: { type: "string" },
+      key: { type: "string" },
+      timeout: { type: "string" },
     },
   });
 }

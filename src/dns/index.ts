@@ -1,0 +1,11 @@
+/**
+ * Portico's DNS layer: a stub resolver over UDP, TCP, DNS over TLS and DNS over HTTPS with a
+ * TTL cache that serves stale. Imports nothing of the proxy.
+ */
+export { type BreakerOptions, type BreakerState, CircuitBreaker } from "./breaker.js";
+export { DnsError, type DnsErrorCode, isDnsError } from "./errors.js";
+export { parseHosts } from "./hosts.js";
+export { type NameserverStats, parseNameserverUrl, type TlsOptions } from "./nameserver.js";
+export { parseResolvConf, type ResolvConf, readResolvConf } from "./resolv-conf.js";
+export { Resolver, type ResolverOptions, type ResolverStats } from "./resolver.js";
+export type * from "./types.js";

@@ -1,0 +1,179 @@
+/**
+ * A nameserver: its URL parsed into an endpoint, its transport (plus TCP for truncated UDP
+ * answers), its circuit breaker and its counters.
+ */
+import { isIP } from "node:net";
+import { type BreakerOptions, type BreakerState, CircuitBreaker } from "./breaker.js";
+import { DnsError } from "./errors.js";
+import type { Response } from "./message.js";
+import { HttpsTransport } from "./transports/https.js";
+import { StreamTransport } from "./transports/stream.js";
+import type { Endpoint, Transport, TransportEvents } from "./transports/transport.js";
+import { UdpTransport } from "./transports/udp.js";
+import type { Question, TransportKind } from "./types.js";
+
+const DEFAULT_PORTS: Record<TransportKind, number> = { udp: 53, tcp: 53, tls: 853, https: 443 };
+
+/** TLS material for `tls://` and `https://` nameservers (PEM). */
+export interface TlsOptions {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+}
+
+/** Counters per nameserver. */
+export interface NameserverStats {
+  url: string;
+  /** Queries sent (a TCP retry after truncation counts again). */
+  sent: number;
+  /** Answers received, whatever their rcode. */
+  answered: number;
+  /** Answers by rcode (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, ...). */
+  rcodes: Record<string, number>;
+  timeouts: number;
+  /** Connection and TLS failures. */
+  networkErrors: number;
+  /** Undecodable answers. */
+  malformed: number;
+  /** Answers dropped because ID, question or source did not match (RFC 5452). */
+  spoofed: number;
+  /** Truncated UDP answers retried over TCP. */
+  truncated: number;
+  /** Sum and maximum of answer latency, ms. */
+  latencyMsTotal: number;
+  latencyMsMax: number;
+  breaker: BreakerState;
+}
+
+/**
+ * Parse a nameserver URL: `udp://IP[:port]`, `tcp://…`, `tls://host[:port]`, `https://host[:port]/path`.
+ * A bare IP address means UDP port 53. `?servername=NAME` sets the TLS name to verify.
+ */
+export function parseNameserverUrl(input: string, tls: TlsOptions = {}): Endpoint & { kind: TransportKind } {
+  const text = isIP(input) ? `udp://${input.includes(":") ? `[${input}]` : input}` : input;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new DnsError(
+      "NO_NAMESERVERS",
+      `nameserver '${input}' is not a URL; write udp://IP:53, tcp://IP:53, tls://host:853 or https://host/dns-query`,
+    );
+  }
+  const kind = url.protocol.slice(0, -1) as TransportKind;
+  if (!(kind in DEFAULT_PORTS)) {
+    throw new DnsError(
+      "NO_NAMESERVERS",
+      `nameserver '${input}': unknown scheme '${url.protocol}'; use udp, tcp, tls or https`,
+    );
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  if ((kind === "udp" || kind === "tcp") && !isIP(host)) {
+    throw new DnsError(
+      "NO_NAMESERVERS",
+      `nameserver '${input}': ${kind} needs an IP address (a name would need DNS to find DNS)`,
+    );
+  }
+  const servername = url.searchParams.get("servername") ?? undefined;
+  return {
+    kind,
+    url: input,
+    host,
+    port: url.port ? Number(url.port) : DEFAULT_PORTS[kind],
+    path: kind === "https" ? (url.pathname === "/" ? "/dns-query" : url.pathname) : "",
+    servername,
+    ...tls,
+  };
+}
+
+export class Nameserver {
+  readonly url: string;
+  readonly kind: TransportKind;
+  readonly breaker: CircuitBreaker;
+  private readonly transport: Transport;
+  private tcpFallback: Transport | undefined;
+  private readonly endpoint: Endpoint;
+  private readonly counters: Omit<NameserverStats, "url" | "breaker">;
+  private readonly events: TransportEvents;
+
+  constructor(url: string, tls: TlsOptions = {}, breaker: BreakerOptions = {}) {
+    const { kind, ...endpoint } = parseNameserverUrl(url, tls);
+    this.url = url;
+    this.kind = kind;
+    this.endpoint = endpoint;
+    this.breaker = new CircuitBreaker(breaker);
+    this.counters = {
+      sent: 0,
+      answered: 0,
+      rcodes: {},
+      timeouts: 0,
+      networkErrors: 0,
+      malformed: 0,
+      spoofed: 0,
+      truncated: 0,
+      latencyMsTotal: 0,
+      latencyMsMax: 0,
+    };
+    this.events = { onSpoofed: () => this.counters.spoofed++ };
+    this.transport =
+      kind === "udp"
+        ? new UdpTransport(endpoint, this.events)
+        : kind === "https"
+          ? new HttpsTransport(endpoint, this.events)
+          : new StreamTransport(kind, endpoint, this.events);
+  }
+
+  /**
+   * Ask one question; returns the response (any rcode) and the transport that carried it.
+   * A truncated UDP answer is asked again over TCP (RFC 7766 §5).
+   */
+  async query(
+    question: Question,
+    timeoutMs: number,
+  ): Promise<{ response: Response; transport: TransportKind }> {
+    let response = await this.send(this.transport, question, timeoutMs);
+    let transport = this.kind;
+    if (this.kind === "udp" && response.flag_tc) {
+      this.counters.truncated++;
+      this.tcpFallback ??= new StreamTransport("tcp", this.endpoint, this.events);
+      response = await this.send(this.tcpFallback, question, timeoutMs);
+      transport = "tcp";
+    }
+    return { response, transport };
+  }
+
+  private async send(transport: Transport, question: Question, timeoutMs: number): Promise<Response> {
+    const c = this.counters;
+    c.sent++;
+    const started = performance.now();
+    try {
+      const response = await transport.exchange(question, timeoutMs);
+      const ms = performance.now() - started;
+      c.answered++;
+      c.latencyMsTotal += ms;
+      if (ms > c.latencyMsMax) c.latencyMsMax = ms;
+      const rcode = response.rcode ?? "NOERROR";
+      c.rcodes[rcode] = (c.rcodes[rcode] ?? 0) + 1;
+      return response;
+    } catch (err) {
+      const code = err instanceof DnsError ? err.code : "NETWORK";
+      if (code === "TIMEOUT") c.timeouts++;
+      else if (code === "MALFORMED") c.malformed++;
+      else c.networkErrors++;
+      throw err;
+    }
+  }
+
+  stats(): NameserverStats {
+    return {
+      url: this.url,
+      ...this.counters,
+      rcodes: { ...this.counters.rcodes },
+      breaker: this.breaker.state,
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.transport.close(), this.tcpFallback?.close()]);
+  }
+}

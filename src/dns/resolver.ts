@@ -1,0 +1,377 @@
+/**
+ * The stub resolver: hosts file, then cache, then the nameservers (failover or rotate, with a
+ * circuit breaker each), CNAME chains followed, negative answers cached (RFC 2308), stale
+ * answers served when every nameserver fails (RFC 8767), one query in flight per name and
+ * type, and a refresh fetched ahead when a hit lands in the last 10% of an entry's TTL.
+ */
+import type { BreakerOptions } from "./breaker.js";
+import { type CacheCounters, type CacheEntry, DnsCache } from "./cache.js";
+import { DnsError, type DnsErrorCode, SERVER_FAILURES } from "./errors.js";
+import { HostsFile } from "./hosts.js";
+import { answerRecords, canonicalName, negativeTtl, type Response } from "./message.js";
+import { Nameserver, type NameserverStats, type TlsOptions } from "./nameserver.js";
+import { readResolvConf } from "./resolv-conf.js";
+import type { CnameRecord, DnsAnswer, DnsRecord, QueryType, TransportKind } from "./types.js";
+
+/** Resolver settings. Durations in milliseconds, TTLs in seconds. */
+export interface ResolverOptions {
+  /** Nameserver URLs in order (`udp://IP:53`, `tcp://IP:53`, `tls://host:853`, `https://host/dns-query`). Default: those of `resolvConf`. */
+  nameservers?: string[];
+  /** resolv.conf to read when `nameservers` is not given. Default `/etc/resolv.conf`. */
+  resolvConf?: string;
+  /** Hosts file consulted first, or false for none. Default `/etc/hosts`. */
+  hostsFile?: string | false;
+  /** Per attempt. Default: resolv.conf's `timeout` (5 s), or 2000 ms with explicit nameservers. */
+  timeoutMs?: number;
+  /** Rounds over the nameservers. Default: resolv.conf's `attempts` (2). */
+  attempts?: number;
+  /** Start each query at the next nameserver instead of the first. Default: resolv.conf's `rotate`. */
+  rotate?: boolean;
+  /** Search domains for relative names (resolv.conf's with its nameservers; none with explicit ones). */
+  search?: string[];
+  /** A name with fewer dots than this is tried with the search domains first. Default 1. */
+  ndots?: number;
+  /** CA, client certificate and key for `tls://` and `https://` nameservers. */
+  tls?: TlsOptions;
+  breaker?: BreakerOptions;
+  /** Most entries in the cache (LRU beyond). Default 10000. */
+  maxEntries?: number;
+  /** TTL clamp for answers, seconds. Defaults 1 and 86400. */
+  minTtl?: number;
+  maxTtl?: number;
+  /** Longest time a negative answer is cached, seconds. Default 3600. */
+  maxNegativeTtl?: number;
+  /** How long past expiry an entry may be served stale while every nameserver fails, ms. Default 1 day (RFC 8767 suggests 1 to 3 days). */
+  staleMaxMs?: number;
+  /** After a failed refresh, how long stale data is served before the nameservers are asked again, ms (RFC 8767 §5: 30 s). Also the TTL of a stale answer. */
+  staleRetryMs?: number;
+  /** TTL given to hosts-file answers, seconds. Default 5. */
+  hostsTtl?: number;
+  /** Longest CNAME chain followed. Default 8. */
+  maxCnameChain?: number;
+}
+
+/** The resolver's counters: cache and each nameserver. */
+export interface ResolverStats {
+  cache: CacheCounters & { size: number };
+  nameservers: NameserverStats[];
+}
+
+const LABEL = /^[a-z0-9_*]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
+
+export class Resolver {
+  readonly nameservers: Nameserver[];
+  readonly cache: DnsCache;
+  private readonly hosts: HostsFile | undefined;
+  private readonly inflight = new Map<string, Promise<DnsAnswer>>();
+  private readonly timeoutMs: number;
+  private readonly attempts: number;
+  private readonly rotate: boolean;
+  private readonly search: string[];
+  private readonly ndots: number;
+  private readonly minTtl: number;
+  private readonly maxTtl: number;
+  private readonly maxNegativeTtl: number;
+  private readonly staleRetryMs: number;
+  private readonly hostsTtl: number;
+  private readonly maxCnameChain: number;
+  private nextServer = 0;
+
+  constructor(options: ResolverOptions = {}) {
+    const explicit = options.nameservers !== undefined;
+    const conf = explicit ? undefined : readResolvConf(options.resolvConf);
+    this.nameservers = (options.nameservers ?? conf?.nameservers ?? []).map(
+      (url) => new Nameserver(url, options.tls, options.breaker),
+    );
+    this.timeoutMs = options.timeoutMs ?? (conf ? conf.timeout * 1000 : 2000);
+    this.attempts = options.attempts ?? conf?.attempts ?? 2;
+    this.rotate = options.rotate ?? conf?.rotate ?? false;
+    this.search = (options.search ?? conf?.search ?? []).map(canonicalName);
+    this.ndots = options.ndots ?? conf?.ndots ?? 1;
+    this.minTtl = options.minTtl ?? 1;
+    this.maxTtl = options.maxTtl ?? 86_400;
+    this.maxNegativeTtl = options.maxNegativeTtl ?? 3600;
+    this.staleRetryMs = options.staleRetryMs ?? 30_000;
+    this.hostsTtl = options.hostsTtl ?? 5;
+    this.maxCnameChain = options.maxCnameChain ?? 8;
+    this.cache = new DnsCache(options.maxEntries ?? 10_000, options.staleMaxMs ?? 86_400_000);
+    const hostsFile = options.hostsFile ?? "/etc/hosts";
+    this.hosts = hostsFile === false ? undefined : new HostsFile(hostsFile);
+  }
+
+  /**
+   * Resolve `name` to its `type` records. Rejects with a DnsError (NXDOMAIN, NODATA, SERVFAIL,
+   * REFUSED, TIMEOUT, MALFORMED, NETWORK, CNAME_LOOP, BAD_NAME, NO_NAMESERVERS).
+   */
+  resolve(name: string, type: QueryType = "A"): Promise<DnsAnswer> {
+    const canonical = canonicalName(name);
+    if (this.search.length === 0 || name.endsWith(".")) return this.resolveExact(canonical, type, []);
+    return this.resolveSearch(canonical, type);
+  }
+
+  /** resolv.conf(5) search: names with fewer than `ndots` dots try the search domains first. */
+  private async resolveSearch(name: string, type: QueryType): Promise<DnsAnswer> {
+    const expanded = this.search.map((domain) => `${name}.${domain}`);
+    const dots = name.split(".").length - 1;
+    const candidates = dots >= this.ndots ? [name, ...expanded] : [...expanded, name];
+    let first: unknown;
+    for (const candidate of candidates) {
+      try {
+        return await this.resolveExact(candidate, type, []);
+      } catch (err) {
+        if (!(err instanceof DnsError) || (err.code !== "NXDOMAIN" && err.code !== "NODATA")) throw err;
+        first ??= candidate === name ? err : undefined;
+        first ??= err;
+      }
+    }
+    throw first;
+  }
+
+  /** One name, no search list: hosts, cache, then a (shared) query. `chain` holds the names already followed. */
+  private resolveExact(name: string, type: QueryType, chain: string[]): Promise<DnsAnswer> {
+    const now = Date.now();
+    if (this.hosts && (type === "A" || type === "AAAA")) {
+      const fromHosts = this.fromHosts(name, type, now);
+      if (fromHosts) return Promise.resolve(fromHosts);
+    }
+    const key = `${type} ${name}`;
+    const entry = this.cache.get(key, now);
+    if (entry && now < entry.expiresAt) {
+      this.cache.counters.hits++;
+      // Prefetch: a hit in the last 10% of the TTL refreshes the entry before it expires.
+      if (entry.expiresAt - now < entry.ttl * 100 && !this.inflight.has(key)) {
+        this.cache.counters.prefetches++;
+        this.share(key, () => this.query(name, type, chain, entry)).catch(() => {});
+      }
+      return entry.answer
+        ? Promise.resolve(fromCache(entry, entry.answer, now))
+        : Promise.reject(negativeError(entry));
+    }
+    this.cache.counters.misses++;
+    if (entry && now < entry.retryAfter) return this.serveStale(entry, now);
+    return this.share(key, () => this.query(name, type, chain, entry));
+  }
+
+  /** Single flight: concurrent callers of one name and type share one query. */
+  private share(key: string, run: () => Promise<DnsAnswer>): Promise<DnsAnswer> {
+    const existing = this.inflight.get(key);
+    if (existing) return existing;
+    const promise = run().finally(() => this.inflight.delete(key));
+    this.inflight.set(key, promise);
+    return promise;
+  }
+
+  private fromHosts(name: string, type: "A" | "AAAA", now: number): DnsAnswer | undefined {
+    let addresses = this.hosts?.lookup(name, type, now);
+    // RFC 6761 §6.3: localhost names are loopback, whatever the nameservers say.
+    if (!addresses?.length && (name === "localhost" || name.endsWith(".localhost"))) {
+      addresses = [type === "A" ? "127.0.0.1" : "::1"];
+    }
+    if (!addresses?.length) return undefined;
+    const ttl = this.hostsTtl;
+    return {
+      name,
+      type,
+      records: addresses.map((address) => ({ type, name, ttl, address })),
+      cnames: [],
+      ttl,
+      source: { kind: "hosts" },
+      stale: false,
+    };
+  }
+
+  /** Ask the nameservers; on server failure fall back to the stale entry if there is one. */
+  private async query(
+    name: string,
+    type: QueryType,
+    chain: string[],
+    stale: CacheEntry | undefined,
+  ): Promise<DnsAnswer> {
+    checkName(name, type);
+    let asked: { response: Response; server: string; transport: TransportKind };
+    try {
+      asked = await this.ask(name, type);
+    } catch (err) {
+      if (stale && err instanceof DnsError && SERVER_FAILURES.has(err.code)) {
+        const now = Date.now();
+        stale.retryAfter = now + this.staleRetryMs;
+        return this.serveStale(stale, now);
+      }
+      throw err;
+    }
+    return this.store(name, type, chain, asked.response, asked.server, asked.transport);
+  }
+
+  private serveStale(entry: CacheEntry, now: number): Promise<DnsAnswer> {
+    this.cache.counters.staleServed++;
+    if (!entry.answer) return Promise.reject(negativeError(entry));
+    return Promise.resolve({
+      ...fromCache(entry, entry.answer, now),
+      ttl: Math.max(1, Math.ceil(this.staleRetryMs / 1000)),
+      stale: true,
+    });
+  }
+
+  /** Failover across nameservers (or rotate), `attempts` rounds; open breakers are skipped unless all are open. */
+  private async ask(name: string, type: QueryType) {
+    const servers = this.nameservers;
+    if (servers.length === 0) {
+      throw new DnsError(
+        "NO_NAMESERVERS",
+        `cannot resolve ${name}: no nameserver configured (and none in resolv.conf)`,
+        { name, type },
+      );
+    }
+    const start = this.rotate ? this.nextServer++ % servers.length : 0;
+    let lastError: unknown;
+    for (let attempt = 0; attempt < this.attempts; attempt++) {
+      const open = servers.map((_, i) => servers[(start + i) % servers.length] as Nameserver);
+      const allowed = open.filter((ns) => ns.breaker.allow());
+      for (const ns of allowed.length > 0 ? allowed : open) {
+        try {
+          const { response, transport } = await ns.query({ name, type }, this.timeoutMs);
+          const rcode = response.rcode ?? "NOERROR";
+          if (rcode === "NOERROR" || rcode === "NXDOMAIN") {
+            ns.breaker.success();
+            return { response, server: ns.url, transport };
+          }
+          // SERVFAIL is often about the name, not the server: it answered, so the breaker stays closed.
+          if (rcode === "SERVFAIL") ns.breaker.success();
+          else ns.breaker.failure();
+          const code: DnsErrorCode = rcode === "SERVFAIL" || rcode === "REFUSED" ? rcode : "SERVFAIL";
+          lastError = new DnsError(code, `${ns.url}: ${rcode} for ${name} ${type}`, {
+            name,
+            type,
+            server: ns.url,
+          });
+        } catch (err) {
+          ns.breaker.failure();
+          lastError = err;
+        }
+      }
+    }
+    throw lastError;
+  }
+
+  /** Turn a response into an answer (following CNAMEs) or a negative error, and cache it. */
+  private async store(
+    name: string,
+    type: QueryType,
+    chain: string[],
+    response: Response,
+    server: string,
+    transport: TransportKind,
+  ): Promise<DnsAnswer> {
+    const key = `${type} ${name}`;
+    const records = answerRecords(response);
+    const source = { kind: "nameserver" as const, server, transport };
+    const cnames: CnameRecord[] = [];
+    let current = name;
+    let matches: DnsRecord[] = [];
+    if (response.rcode !== "NXDOMAIN") {
+      for (;;) {
+        matches = records.filter((r) => r.type === type && r.name === current);
+        if (matches.length > 0) break;
+        const cname = records.find((r): r is CnameRecord => r.type === "CNAME" && r.name === current);
+        if (!cname) break;
+        this.checkChain(name, cname.target, [...chain, ...cnames.map((c) => c.name)], cnames.length);
+        cnames.push(cname);
+        current = cname.target;
+      }
+    }
+    if (matches.length > 0) {
+      const ttl = this.clamp(Math.min(...matches.map((r) => r.ttl), ...cnames.map((r) => r.ttl)));
+      const answer: DnsAnswer = { name, type, records: matches, cnames, ttl, source, stale: false };
+      this.remember(key, ttl, { answer });
+      return answer;
+    }
+    if (cnames.length > 0 && response.rcode !== "NXDOMAIN") {
+      // The server gave the chain but not its end: ask for the target (through the cache).
+      const target = await this.resolveExact(current, type, [...chain, name, ...cnames.map((c) => c.name)]);
+      const ttl = this.clamp(Math.min(target.ttl, ...cnames.map((r) => r.ttl)));
+      const answer: DnsAnswer = { ...target, name, cnames: [...cnames, ...target.cnames], ttl, source };
+      if (!target.stale) this.remember(key, ttl, { answer });
+      return answer;
+    }
+    const code = response.rcode === "NXDOMAIN" ? "NXDOMAIN" : "NODATA";
+    const message =
+      code === "NXDOMAIN"
+        ? `${name} does not exist (NXDOMAIN from ${server})`
+        : `${name} has no ${type} record (NODATA from ${server})`;
+    const negTtl = negativeTtl(response);
+    const entry = { negative: { code, message } as const };
+    // RFC 2308 §5: without an SOA the negative answer must not be cached.
+    if (negTtl !== undefined)
+      this.remember(key, Math.min(Math.max(negTtl, this.minTtl), this.maxNegativeTtl), entry);
+    throw new DnsError(code, message, { name, type, server });
+  }
+
+  private checkChain(name: string, target: string, seen: string[], length: number): void {
+    if (target === name || seen.includes(target)) {
+      throw new DnsError(
+        "CNAME_LOOP",
+        `CNAME loop resolving ${name}: ${[...seen, name].join(" -> ")} -> ${target}`,
+        { name },
+      );
+    }
+    if (length + seen.length >= this.maxCnameChain) {
+      throw new DnsError("CNAME_LOOP", `CNAME chain from ${name} is longer than ${this.maxCnameChain}`, {
+        name,
+      });
+    }
+  }
+
+  private remember(key: string, ttl: number, entry: Pick<CacheEntry, "answer" | "negative">): void {
+    const now = Date.now();
+    this.cache.set(key, { ...entry, ttl, storedAt: now, expiresAt: now + ttl * 1000, retryAfter: 0 });
+  }
+
+  private clamp(ttl: number): number {
+    return Math.min(Math.max(ttl, this.minTtl), this.maxTtl);
+  }
+
+  stats(): ResolverStats {
+    return {
+      cache: { ...this.cache.counters, size: this.cache.size },
+      nameservers: this.nameservers.map((ns) => ns.stats()),
+    };
+  }
+
+  /** Close every nameserver connection. */
+  async close(): Promise<void> {
+    await Promise.all(this.nameservers.map((ns) => ns.close()));
+  }
+}
+
+/** A cached answer as returned: TTL counted down, source `cache` (keeping which server gave it). */
+function fromCache(entry: CacheEntry, answer: DnsAnswer, now: number): DnsAnswer {
+  return {
+    name: answer.name,
+    type: answer.type,
+    records: answer.records,
+    cnames: answer.cnames,
+    ttl: Math.max(0, Math.ceil((entry.expiresAt - now) / 1000)),
+    source: { kind: "cache", server: answer.source.server, transport: answer.source.transport },
+    stale: false,
+  };
+}
+
+function negativeError(entry: CacheEntry): DnsError {
+  const negative = entry.negative ?? { code: "SERVFAIL" as const, message: "cache entry without answer" };
+  return new DnsError(negative.code, `${negative.message} (cached)`);
+}
+
+/** RFC 1035 §2.3.4 limits: 253 characters, labels of 1 to 63; `_` allowed for SRV names. */
+function checkName(name: string, type: QueryType): void {
+  const labels = name.split(".");
+  if (name.length === 0 || name.length > 253 || !labels.every((label) => LABEL.test(label))) {
+    throw new DnsError(
+      "BAD_NAME",
+      `'${name}' is not a valid DNS name (labels of letters, digits, '-', '_'; at most 63 characters each, 253 in all)`,
+      {
+        name,
+        type,
+      },
+    );
+  }
+}
