@@ -9,6 +9,7 @@ import { formatIssue, loadConfig } from "./config/load.js";
 import { dnsCommand } from "./dns-command.js";
 import { runMaster } from "./master/master.js";
 import { isRunning, runningMaster } from "./master/pid-file.js";
+import { unresolvedNameWarnings } from "./upstream/name-check.js";
 
 const USAGE = `Usage: portico <command> [options]
 
@@ -41,9 +42,13 @@ function version(): string {
   return pkg.version;
 }
 
-/** `portico check`: print every issue as FILE:LINE:COL, then `configuration OK` or exit 1. */
-function check(file: string): number {
+/**
+ * `portico check`: print every issue as FILE:LINE:COL, then `configuration OK` or exit 1.
+ * Upstream names that do not resolve now are warnings: Portico starts without them.
+ */
+async function check(file: string): Promise<number> {
   const { config, issues } = loadConfig(file);
+  if (config) issues.push(...(await unresolvedNameWarnings(config)));
   for (const issue of issues) process.stderr.write(`${formatIssue(issue)}\n`);
   if (!config) {
     const errors = issues.filter((i) => i.severity === "error").length;

@@ -4,6 +4,7 @@
  * (node:cluster serializes with JSON), tagged by `type`.
  */
 import type { Config } from "./config/types.js";
+import type { PeerTable } from "./upstream/peer-table.js";
 
 /** Master -> worker: the configuration to run. Sent once, right after the fork. */
 export interface ConfigMessage {
@@ -15,6 +16,18 @@ export interface ConfigMessage {
   /** Random token of this proxy instance; added to `Via` so a request looping back is refused. */
   instanceId: string;
   config: Config;
+  /** The peers discovered so far: a new worker (start, reload, respawn) serves them at once. */
+  peers: PeerTable;
+}
+
+/**
+ * Master -> worker: a new snapshot of the discovered peers (DNS changed). Workers diff it
+ * against what they have: new peers get pools; departed peers get no new requests, finish
+ * what is in flight and close their idle connections.
+ */
+export interface PeersMessage {
+  type: "peers";
+  table: PeerTable;
 }
 
 /** Master -> worker: stop accepting, finish in-flight requests, exit. */
@@ -40,7 +53,12 @@ export interface StoppedAcceptingAckMessage {
 }
 
 /** Every message the master sends. */
-export type MasterToWorker = ConfigMessage | DrainMessage | ReopenLogsMessage | StoppedAcceptingAckMessage;
+export type MasterToWorker =
+  | ConfigMessage
+  | PeersMessage
+  | DrainMessage
+  | ReopenLogsMessage
+  | StoppedAcceptingAckMessage;
 
 /** One socket a worker listens on, as bound (port 0 resolved). */
 export interface BoundAddress {

@@ -1,15 +1,19 @@
 /**
  * Checks that JSON Schema expresses badly, done in code so each gets a clear message:
  * one matcher and one action per route, references to upstreams, regexes that compile,
- * redirect variables, and server names / default servers that collide on a listen address.
- * They run on the data after ajv filled in defaults, and tolerate parts the schema rejected.
+ * redirect variables, server names / default servers that collide on a listen address,
+ * exactly one of address/service per upstream server, and the `dns` section's TTL order,
+ * cert/key pair and PEM files. They run on the data after ajv filled in defaults, and
+ * tolerate parts the schema rejected.
  */
 
+import { readFileSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { checkServerName } from "./formats.js";
 import { compileRouteRegex } from "./regex.js";
 import { quoteList, suggestion } from "./suggest.js";
 import type { ConfigIssue } from "./types.js";
-import { parseListenAddress } from "./units.js";
+import { parseDuration, parseListenAddress } from "./units.js";
 import type { DataPath, SourceDocument } from "./yaml-source.js";
 
 type Data = Record<string, unknown>;
@@ -180,6 +184,143 @@ function checkServerCollisions(servers: unknown[], source: SourceDocument): Conf
   return issues;
 }
 
+/** Whether `key` is written in the YAML mapping at `path`, rather than filled in from a default. */
+function isWritten(source: SourceDocument, path: DataPath, key: string): boolean {
+  // nodeAt stops at the deepest node that exists, so a missing key lands on the mapping itself.
+  return source.nodeAt([...path, key]) !== source.nodeAt(path);
+}
+
+const EXACTLY_ONE_SOURCE =
+  "upstream server needs exactly one of 'address: host:port' or 'service: _http._tcp.name'";
+
+/** Each upstream server is an address or an SRV service, and only an address has a weight. */
+function checkUpstreamServers(upstreams: Data, source: SourceDocument): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  for (const [name, upstream] of Object.entries(upstreams)) {
+    if (!isRecord(upstream)) continue;
+    listOf(upstream.servers).forEach((server, i) => {
+      if (!isRecord(server)) return;
+      const path = ["upstreams", name, "servers", i];
+      const hasAddress = "address" in server;
+      const hasService = "service" in server;
+      if (!hasAddress && !hasService) {
+        issues.push(source.issue(source.valueAt(path), EXACTLY_ONE_SOURCE));
+      } else if (hasAddress && hasService) {
+        issues.push(
+          source.issue(
+            source.keyAt(path, "service"),
+            `${EXACTLY_ONE_SOURCE}, not both: write them as two servers`,
+          ),
+        );
+      } else if (hasService && isWritten(source, path, "weight")) {
+        issues.push(
+          source.issue(
+            source.keyAt(path, "weight"),
+            "weight does not apply to a 'service' server: SRV records carry their own weights; remove it",
+          ),
+        );
+      }
+    });
+  }
+  return issues;
+}
+
+/** The reason part of a Node fs error: `ENOENT: no such file or directory, open 'x'` -> `no such file or directory`. */
+function fsReason(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return /^[A-Z]+: ([^,]+)/.exec(message)?.[1] ?? message;
+}
+
+/** What is wrong with the PEM file `file` given as `key`, or undefined when it reads as PEM. */
+function pemFileProblem(key: string, file: string): string | undefined {
+  let text: string;
+  try {
+    // A device such as /dev/zero would never finish reading.
+    if (!statSync(file).isFile()) return `${key} file '${file}' is not a regular file`;
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    return `cannot read ${key} file '${file}': ${fsReason(error)}`;
+  }
+  return text.includes("-----BEGIN ")
+    ? undefined
+    : `${key} file '${file}' is not PEM: it has no '-----BEGIN ...' line`;
+}
+
+const TLS_FILES = ["ca", "cert", "key"] as const;
+
+/** The `dns` section: durations that must not be 0, min_ttl <= max_ttl, cert with key, readable PEM files. */
+function checkDns(dns: Data, source: SourceDocument): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const path = ["dns"];
+  const written = (key: string) => isWritten(source, path, key);
+  const ms = (key: string): number | undefined => {
+    const value = dns[key];
+    const parsed = typeof value === "string" ? parseDuration(value) : undefined;
+    return parsed?.ok ? parsed.value : undefined;
+  };
+  if (ms("timeout") === 0) {
+    issues.push(source.issue(source.valueAt([...path, "timeout"]), "timeout must be longer than 0, e.g. 2s"));
+  }
+  const minTtl = ms("min_ttl");
+  const maxTtl = ms("max_ttl");
+  if (minTtl === 0) {
+    issues.push(
+      source.issue(
+        source.valueAt([...path, "min_ttl"]),
+        "min_ttl must be longer than 0: it is also the shortest interval between two refreshes of a name (e.g. 1s)",
+      ),
+    );
+  }
+  if (minTtl !== undefined && maxTtl !== undefined && maxTtl < minTtl) {
+    const shown = (key: string) => `${key} (${String(dns[key])}${written(key) ? "" : ", the default"})`;
+    issues.push(
+      source.issue(
+        source.valueAt([...path, written("max_ttl") ? "max_ttl" : "min_ttl"]),
+        `${shown("max_ttl")} is shorter than ${shown("min_ttl")}: max_ttl must be at least min_ttl`,
+      ),
+    );
+  }
+  if ("cert" in dns && !("key" in dns)) {
+    issues.push(
+      source.issue(
+        source.keyAt(path, "cert"),
+        "cert needs key: a client certificate goes with its private key; add 'key: PATH'",
+      ),
+    );
+  }
+  if ("key" in dns && !("cert" in dns)) {
+    issues.push(
+      source.issue(
+        source.keyAt(path, "key"),
+        "key needs cert: a private key goes with its client certificate; add 'cert: PATH'",
+      ),
+    );
+  }
+  const configDir = dirname(resolve(source.file));
+  const nameservers = listOf(dns.nameservers);
+  const encrypted = nameservers.some((n) => typeof n === "string" && /^\s*(?:tls|https):/i.test(n));
+  for (const key of TLS_FILES) {
+    const value = dns[key];
+    if (typeof value !== "string" || value === "") continue;
+    const problem = pemFileProblem(key, resolve(configDir, value));
+    if (problem !== undefined) issues.push(source.issue(source.valueAt([...path, key]), problem));
+    if (!encrypted) {
+      const none =
+        nameservers.length > 0
+          ? "'nameservers' lists none"
+          : "without 'nameservers' the plain nameservers of /etc/resolv.conf are used";
+      issues.push(
+        source.issue(
+          source.keyAt(path, key),
+          `${key} has no effect: it is only used by tls:// and https:// nameservers, and ${none}`,
+          "warning",
+        ),
+      );
+    }
+  }
+  return issues;
+}
+
 /** Runs every cross-field check on validated-and-defaulted (possibly partly invalid) data. */
 export function semanticIssues(data: unknown, source: SourceDocument): ConfigIssue[] {
   if (!isRecord(data)) return [];
@@ -194,5 +335,7 @@ export function semanticIssues(data: unknown, source: SourceDocument): ConfigIss
     });
   });
   issues.push(...checkServerCollisions(servers, source));
+  if (isRecord(data.upstreams)) issues.push(...checkUpstreamServers(data.upstreams, source));
+  if (isRecord(data.dns)) issues.push(...checkDns(data.dns, source));
   return issues;
 }

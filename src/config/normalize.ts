@@ -4,10 +4,13 @@
  * become lower case, keys become camelCase, and the result is deep-frozen plain data.
  */
 
+import { isIP } from "node:net";
 import { availableParallelism } from "node:os";
 import { dirname, resolve } from "node:path";
 import type {
+  AddressFamily,
   Config,
+  DnsConfig,
   HeaderEdits,
   ListenAddress,
   LogConfig,
@@ -15,9 +18,18 @@ import type {
   RouteAction,
   RouteMatch,
   Server,
+  SourcePosition,
   Upstream,
+  UpstreamServer,
 } from "./types.js";
-import { type Parsed, parseDuration, parseListenAddress, parseSize, parseUpstreamAddress } from "./units.js";
+import {
+  type Parsed,
+  parseDuration,
+  parseListenAddress,
+  parseServiceName,
+  parseSize,
+  parseUpstreamAddress,
+} from "./units.js";
 import type { DataPath, SourceDocument } from "./yaml-source.js";
 
 /* The YAML shapes, as the schema guarantees them after defaults are filled in. */
@@ -44,15 +56,36 @@ interface RawServer {
   max_request_body: string | number;
   routes: RawRoute[];
 }
+/** One servers[] entry: exactly one of address and service (checks.ts); weight is always filled in. */
+interface RawUpstreamServer {
+  address?: string;
+  service?: string;
+  weight: number;
+}
 interface RawUpstream {
   balance: "round_robin";
   max_connections: number;
-  servers: { address: string; weight: number }[];
+  servers: RawUpstreamServer[];
+  dns?: { family?: AddressFamily; remove_after?: string };
+}
+interface RawDns {
+  nameservers?: string[];
+  timeout?: string;
+  attempts?: number;
+  min_ttl: string;
+  max_ttl: string;
+  stale_max: string;
+  family: AddressFamily;
+  remove_after: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
 }
 interface RawConfig {
   workers: number | "auto";
   timeouts: Record<string, string>;
   log: { level: LogConfig["level"]; access: string; error: string };
+  dns: RawDns;
   pid_file: string;
   upstreams: Record<string, RawUpstream>;
   servers: RawServer[];
@@ -123,16 +156,60 @@ function server(raw: RawServer, path: DataPath, source: SourceDocument): Server 
   };
 }
 
-function upstream(name: string, raw: RawUpstream): Upstream {
+const ms = (duration: string) => valid(parseDuration(duration));
+
+function upstreamServer(raw: RawUpstreamServer, position: SourcePosition): UpstreamServer {
+  if (raw.service !== undefined) {
+    return {
+      kind: "service",
+      service: valid(parseServiceName(raw.service)),
+      text: raw.service.trim(),
+      position,
+    };
+  }
+  const address = raw.address as string;
+  const { host, port } = valid(parseUpstreamAddress(address));
+  return {
+    kind: "address",
+    host: host.toLowerCase().replace(/\.$/, ""),
+    port,
+    fixed: isIP(host) !== 0,
+    weight: raw.weight,
+    text: address.trim(),
+    position,
+  };
+}
+
+function upstream(name: string, raw: RawUpstream, dns: DnsConfig, source: SourceDocument): Upstream {
   return {
     name,
     balance: raw.balance,
-    servers: raw.servers.map(({ address, weight }) => ({
-      ...valid(parseUpstreamAddress(address)),
-      weight,
-      text: address.trim(),
-    })),
+    servers: raw.servers.map((server, i) =>
+      upstreamServer(server, { file: source.file, ...source.valueAt(["upstreams", name, "servers", i]) }),
+    ),
     maxConnectionsPerPeer: raw.max_connections,
+    dns: {
+      family: raw.dns?.family ?? dns.family,
+      removeAfter: raw.dns?.remove_after === undefined ? dns.removeAfter : ms(raw.dns.remove_after),
+    },
+  };
+}
+
+/** The top-level `dns` section; what is not written stays undefined so the resolver applies resolv.conf's. */
+function dnsConfig(raw: RawDns, configDir: string): DnsConfig {
+  const file = (path: string | undefined) => (path === undefined ? undefined : resolve(configDir, path));
+  return {
+    nameservers: raw.nameservers?.map((url) => url.trim()),
+    timeout: raw.timeout === undefined ? undefined : ms(raw.timeout),
+    attempts: raw.attempts,
+    minTtl: ms(raw.min_ttl),
+    maxTtl: ms(raw.max_ttl),
+    staleMax: ms(raw.stale_max),
+    family: raw.family,
+    removeAfter: ms(raw.remove_after),
+    ca: file(raw.ca),
+    cert: file(raw.cert),
+    key: file(raw.key),
   };
 }
 
@@ -147,10 +224,11 @@ function logTarget(target: string, configDir: string): string {
  */
 export function buildConfig(data: unknown, source: SourceDocument, absoluteFile: string): Config {
   const raw = data as RawConfig;
-  const ms = (key: string) => valid(parseDuration(raw.timeouts[key] as string));
+  const timeout = (key: string) => ms(raw.timeouts[key] as string);
   const configDir = dirname(absoluteFile);
+  const dns = dnsConfig(raw.dns, configDir);
   const upstreams: Record<string, Upstream> = Object.fromEntries(
-    Object.entries(raw.upstreams).map(([name, value]) => [name, upstream(name, value)]),
+    Object.entries(raw.upstreams).map(([name, value]) => [name, upstream(name, value, dns, source)]),
   );
   const config: Config = {
     file: absoluteFile,
@@ -158,14 +236,14 @@ export function buildConfig(data: unknown, source: SourceDocument, absoluteFile:
     servers: raw.servers.map((s, i) => server(s, ["servers", i], source)),
     upstreams,
     timeouts: {
-      connect: ms("connect"),
-      upstreamHeader: ms("upstream_header"),
-      upstreamBody: ms("upstream_body"),
-      clientKeepalive: ms("client_keepalive"),
-      upstreamKeepalive: ms("upstream_keepalive"),
-      shutdown: ms("shutdown"),
-      drainGrace: ms("drain_grace"),
-      workerStart: ms("worker_start"),
+      connect: timeout("connect"),
+      upstreamHeader: timeout("upstream_header"),
+      upstreamBody: timeout("upstream_body"),
+      clientKeepalive: timeout("client_keepalive"),
+      upstreamKeepalive: timeout("upstream_keepalive"),
+      shutdown: timeout("shutdown"),
+      drainGrace: timeout("drain_grace"),
+      workerStart: timeout("worker_start"),
     },
     pidFile: resolve(configDir, raw.pid_file),
     log: {
@@ -173,6 +251,7 @@ export function buildConfig(data: unknown, source: SourceDocument, absoluteFile:
       access: logTarget(raw.log.access, configDir),
       error: logTarget(raw.log.error, configDir),
     },
+    dns,
   };
   return deepFreeze(config);
 }

@@ -172,6 +172,42 @@ const serverSchema: JsonSchema = {
   },
 };
 
+const FAMILIES = ["ipv4", "ipv6", "any", "prefer_ipv4", "prefer_ipv6"];
+
+const familyDescription =
+  "Which addresses of a DNS name become peers: ipv4 (A records only), ipv6 (AAAA only), any (both), prefer_ipv4 (A, or AAAA when the name has no A), prefer_ipv6 (AAAA, or A when the name has no AAAA).";
+
+const removeAfterDescription =
+  "How long a name must keep answering NXDOMAIN or no addresses before its peers are removed; a shorter glitch keeps them.";
+
+const upstreamServerSchema: JsonSchema = {
+  description:
+    "One source of peers: exactly one of address (host:port) or service (an SRV name), and with address an optional weight.",
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    address: {
+      description:
+        "host:port of the peer. An IP literal (10.0.0.5:8080, [::1]:8080) is one fixed peer; a DNS name (api.internal:8080) is resolved by the master and becomes one peer per address, following DNS changes within the TTL. Exactly one of address or service.",
+      type: "string",
+      format: "upstream-address",
+    },
+    service: {
+      description:
+        "An SRV name _service._proto.name (RFC 2782, e.g. _http._tcp.api.internal): each target and port becomes a peer; the lowest priority value with a peer takes the traffic, and SRV weights feed the balancer. Exactly one of address or service.",
+      type: "string",
+      format: "srv-name",
+    },
+    weight: {
+      description:
+        "With address only: relative share of requests, an integer >= 1, given to each address the name resolves to (SRV records carry their own weights). Default: 1.",
+      type: "integer",
+      minimum: 1,
+      default: 1,
+    },
+  },
+};
+
 const upstreamSchema: JsonSchema = {
   description: "A named group of peers that routes forward to.",
   type: "object",
@@ -192,30 +228,91 @@ const upstreamSchema: JsonSchema = {
       default: 256,
     },
     servers: {
-      description: "The peers of this upstream. At least one.",
+      description: "The peers of this upstream: addresses and SRV names. At least one.",
       type: "array",
       minItems: 1,
-      items: {
-        description: "One peer.",
-        type: "object",
-        additionalProperties: false,
-        required: ["address"],
-        properties: {
-          address: {
-            description:
-              "host:port of the peer; the host is an IP address or a DNS name (e.g. api.internal:8080, [::1]:8080). Required.",
-            type: "string",
-            format: "upstream-address",
-          },
-          weight: {
-            description: "Relative share of requests, an integer >= 1. Default: 1.",
-            type: "integer",
-            minimum: 1,
-            default: 1,
-          },
+      items: upstreamServerSchema,
+    },
+    dns: {
+      description:
+        "How this upstream's names are resolved, overriding the top-level dns section key by key. Default: the top-level values.",
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        family: {
+          description: `${familyDescription} Default: the top-level dns.family (any).`,
+          type: "string",
+          enum: FAMILIES,
+        },
+        remove_after: {
+          description: `${removeAfterDescription} Duration with a unit (ms, s, m, h, d). Default: the top-level dns.remove_after (30s).`,
+          type: "string",
+          format: "duration",
         },
       },
     },
+  },
+};
+
+const pemFile = (what: string, note: string, def: string): JsonSchema => ({
+  description: `${what}: a PEM file used by tls:// and https:// nameservers (a path relative to the config file's folder).${note} Default: ${def}.`,
+  type: "string",
+  minLength: 1,
+});
+
+const dnsSchema: JsonSchema = {
+  description:
+    "How the master resolves upstream names (address host names and service SRV names), through Portico's own resolver. Default: the nameservers of /etc/resolv.conf, and each key's own default.",
+  type: "object",
+  additionalProperties: false,
+  default: {},
+  properties: {
+    nameservers: {
+      description:
+        "Nameservers, asked in this order: udp://IP[:port], tcp://IP[:port], tls://host[:port][?servername=NAME] (DNS over TLS, port 853), https://host[:port][/path] (DNS over HTTPS, path /dns-query when omitted), or a bare IP meaning udp://IP:53. Default: the nameservers of /etc/resolv.conf (with its search domains).",
+      type: "array",
+      minItems: 1,
+      items: {
+        description: "A nameserver URL, or a bare IP address (UDP, port 53).",
+        type: "string",
+        format: "nameserver",
+      },
+    },
+    timeout: {
+      description:
+        "How long each attempt waits for an answer. Duration with a unit (ms, s, m, h, d). Default: the timeout of /etc/resolv.conf (5s), or 2s when nameservers are given.",
+      type: "string",
+      format: "duration",
+    },
+    attempts: {
+      description:
+        "Rounds over the nameservers before a query fails, an integer 1-5. Default: the attempts of /etc/resolv.conf (2).",
+      type: "integer",
+      minimum: 1,
+      maximum: 5,
+    },
+    min_ttl: duration(
+      "Shortest time an answer is kept: lower TTLs are raised to it, so it is also the shortest interval between two refreshes of a name. Greater than 0.",
+      "1s",
+    ),
+    max_ttl: duration(
+      "Longest time an answer is kept before the name is asked again: higher TTLs are lowered to it. At least min_ttl.",
+      "1h",
+    ),
+    stale_max: duration(
+      "While every nameserver fails, how long the last known peers of a name are kept (served stale, RFC 8767).",
+      "1d",
+    ),
+    family: {
+      description: `${familyDescription} Each upstream may override it. Default: any.`,
+      type: "string",
+      enum: FAMILIES,
+      default: "any",
+    },
+    remove_after: duration(`${removeAfterDescription} Each upstream may override it.`, "30s"),
+    ca: pemFile("CA certificates that nameserver certificates are verified against", "", "the system CAs"),
+    cert: pemFile("Client certificate for mutual TLS", " Goes with key.", "none"),
+    key: pemFile("Private key of the client certificate", " Goes with cert.", "none"),
   },
 };
 
@@ -302,6 +399,7 @@ export const configSchema: JsonSchema = {
       minLength: 1,
       default: "portico.pid",
     },
+    dns: dnsSchema,
     upstreams: {
       description:
         "Named upstreams: name -> upstream. Names use letters, digits, '_', '.', '-'. Default: none.",

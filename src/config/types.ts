@@ -72,15 +72,46 @@ export interface Server {
   position: SourcePosition;
 }
 
-/** One statically configured upstream peer. */
-export interface UpstreamServer {
-  /** Host name or IP literal (IPv6 without brackets). */
+/** Which address families a DNS name contributes as peers. */
+export type AddressFamily = "ipv4" | "ipv6" | "any" | "prefer_ipv4" | "prefer_ipv6";
+
+/**
+ * One `upstreams.<name>.servers[]` entry: an `address: host:port` (an IP literal is one fixed
+ * peer; a name becomes one peer per A/AAAA address, discovered by the master) or a
+ * `service: _http._tcp.name` (SRV: targets, ports, priorities and weights).
+ */
+export type UpstreamServer = UpstreamAddressServer | UpstreamServiceServer;
+
+/** `address: host:port`. */
+export interface UpstreamAddressServer {
+  kind: "address";
+  /** Host name (lower case, no trailing dot) or IP literal (IPv6 without brackets). */
   host: string;
   port: number;
-  /** Relative weight for the balancer, integer >= 1. */
+  /** True when `host` is an IP literal: a fixed peer, never resolved. */
+  fixed: boolean;
+  /** Relative weight for the balancer, integer >= 1 (each resolved address gets it). */
   weight: number;
   /** `host:port` as written, for logs. */
   text: string;
+  position: SourcePosition;
+}
+
+/** `service: _http._tcp.name` (RFC 2782 SRV). */
+export interface UpstreamServiceServer {
+  kind: "service";
+  /** The SRV name, lower case, no trailing dot. */
+  service: string;
+  /** As written, for logs. */
+  text: string;
+  position: SourcePosition;
+}
+
+/** Per-upstream DNS settings (each defaults to the top-level `dns` value). */
+export interface UpstreamDns {
+  family: AddressFamily;
+  /** How long a name must stay NXDOMAIN/empty before its peers are removed, ms. */
+  removeAfter: number;
 }
 
 /** A named group of peers that routes forward to. */
@@ -91,6 +122,30 @@ export interface Upstream {
   servers: UpstreamServer[];
   /** Cap on open connections per peer, per worker. */
   maxConnectionsPerPeer: number;
+  dns: UpstreamDns;
+}
+
+/** The top-level `dns` section: how the master resolves upstream names. Durations in ms. */
+export interface DnsConfig {
+  /** Nameserver URLs in order; undefined = those of /etc/resolv.conf. */
+  nameservers: string[] | undefined;
+  /** Per attempt; undefined = resolv.conf's `timeout` (or 2 s with `nameservers`). */
+  timeout: number | undefined;
+  /** Rounds over the nameservers; undefined = resolv.conf's `attempts` (or 2). */
+  attempts: number | undefined;
+  /** TTL clamp for answers (and so for refreshes). */
+  minTtl: number;
+  maxTtl: number;
+  /** While every nameserver fails, how long the last known peers are kept. */
+  staleMax: number;
+  /** Default family for upstreams (each may override). */
+  family: AddressFamily;
+  /** Default `remove_after` for upstreams (each may override). */
+  removeAfter: number;
+  /** Absolute paths of PEM files for tls:// and https:// nameservers: CA, client cert and key (mTLS). */
+  ca: string | undefined;
+  cert: string | undefined;
+  key: string | undefined;
 }
 
 /** Time limits, all in milliseconds. */
@@ -133,6 +188,7 @@ export interface Config {
   upstreams: Record<string, Upstream>;
   timeouts: Timeouts;
   log: LogConfig;
+  dns: DnsConfig;
   /** Absolute path of the master's PID file. */
   pidFile: string;
 }

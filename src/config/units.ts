@@ -1,6 +1,7 @@
 /**
  * Parsers for the value syntaxes an operator writes in the config file: durations (`5s`),
- * sizes (`512k`) and addresses (`127.0.0.1:8080`, `[::1]:8080`, `api.internal:8080`).
+ * sizes (`512k`), addresses (`127.0.0.1:8080`, `[::1]:8080`, `api.internal:8080`) and SRV
+ * names (`_http._tcp.api.internal`).
  * Each returns either the parsed value or a sentence that says what is wrong and what to write.
  */
 
@@ -130,7 +131,52 @@ export function parseUpstreamAddress(input: string): Parsed<HostPort> {
       error: `invalid address '${input}': '${host}' is not an IP address or host name`,
     };
   }
+  if (!bracketed && isIP(host) === 0 && endsInNumericLabel(host)) {
+    // `10.0.0.256` would otherwise be taken for a name that never resolves: an upstream with no peers.
+    return {
+      ok: false,
+      error: `invalid address '${input}': '${host}' is not a valid IP address, and a host name cannot end in a numeric label`,
+    };
+  }
   return split;
+}
+
+/** RFC 3696 §2: a top-level domain is never all-numeric, so such a "name" is a mistyped IP address. */
+function endsInNumericLabel(name: string): boolean {
+  return /(?:^|\.)\d+\.?$/.test(name);
+}
+
+/** RFC 2782 service label: an underscore, then letters, digits and inner hyphens. */
+const SERVICE_LABEL = /^_[A-Za-z0-9](?:[A-Za-z0-9-]{0,60}[A-Za-z0-9])?$/;
+
+/**
+ * Parses an SRV name `_service._proto.name` (RFC 2782; proto `_tcp` or `_udp`), e.g.
+ * `_http._tcp.api.internal`, into lower case without the trailing dot.
+ */
+export function parseServiceName(input: string): Parsed<string> {
+  const text = input.trim();
+  const fail = (reason: string): Parsed<string> => ({
+    ok: false,
+    error: `invalid service '${input}': ${reason}; write an SRV name _service._proto.name, e.g. _http._tcp.api.internal`,
+  });
+  const name = text.replace(/\.$/, "");
+  const [service = "", proto, ...rest] = name.split(".");
+  const domain = rest.join(".");
+  if (!SERVICE_LABEL.test(service)) {
+    return fail(`'${service}' is not a service label (an underscore, then letters, digits and '-')`);
+  }
+  if (proto === undefined || !["_tcp", "_udp"].includes(proto.toLowerCase())) {
+    return fail(
+      proto === undefined
+        ? "the protocol label is missing"
+        : `the protocol label must be _tcp or _udp (got '${proto}')`,
+    );
+  }
+  if (domain === "") return fail("the domain name is missing");
+  if (!isHostName(domain) || domain.endsWith(".") || endsInNumericLabel(domain) || name.length > 253) {
+    return fail(`'${domain}' is not a valid domain name`);
+  }
+  return { ok: true, value: name.toLowerCase() };
 }
 
 /**

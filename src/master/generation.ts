@@ -14,6 +14,7 @@ import {
   type WorkerToMaster,
 } from "../ipc.js";
 import type { Logger } from "../observability/logger.js";
+import type { PeerTable } from "../upstream/peer-table.js";
 
 /** First respawn delay; doubled for every crash of the slot within `CRASH_WINDOW_MS`. */
 const RESPAWN_BASE_MS = 100;
@@ -50,7 +51,17 @@ export class Generation extends EventEmitter {
   private readyEmitted = false;
   private bound: BoundAddress[] = [];
 
-  constructor(number: number, config: Config, instanceId: string, log: Logger) {
+  /**
+   * @param peers the current peer table, sent to each worker with its config (so a worker
+   *   forked by a reload or a respawn serves every known peer at once).
+   */
+  constructor(
+    number: number,
+    config: Config,
+    instanceId: string,
+    log: Logger,
+    private readonly peers: () => PeerTable,
+  ) {
     super();
     this.number = number;
     this.config = config;
@@ -118,6 +129,7 @@ export class Generation extends EventEmitter {
         slot: slot.index,
         instanceId: this.instanceId,
         config: this.config,
+        peers: this.peers(),
       };
       slot.worker?.send(config);
     } else if (msg.type === "listening") {

@@ -11,11 +11,14 @@ import { formatIssue, loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import type { BoundAddress, ListenErrorMessage } from "../ipc.js";
 import { createLogger, type Logger, reopenLogFiles } from "../observability/logger.js";
+import { Discovery } from "../upstream/discovery.js";
 import { Generation, listenHint } from "./generation.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
 
 /** Longer than any worker's own shutdown timer: past this the master kills what is left. */
 const KILL_GRACE_MS = 5_000;
+/** How long a start or reload waits for new upstream names to resolve before forking anyway. */
+const DNS_SETTLE_MS = 3_000;
 
 /** How a new generation's start ended. */
 type StartOutcome = { ok: true; bound: BoundAddress[] } | { ok: false; reason: string };
@@ -58,11 +61,35 @@ class Master {
   private stopping = false;
   private failedReloads = 0;
   private resolveExit?: (code: number) => void;
+  /** DNS discovery of upstream peers: once per proxy instance, pushed to every worker. */
+  private readonly discovery: Discovery;
 
   constructor(configFile: string, config: Config) {
     this.configFile = configFile;
     this.config = config;
     this.log = createLogger(config.log.error, config.log.level, { role: "master" });
+    this.discovery = new Discovery(config.dns, this.log);
+    this.discovery.on("change", (table) => {
+      for (const generation of [...this.generations(), ...(this.starting ? [this.starting] : [])]) {
+        generation.broadcast({ type: "peers", table });
+      }
+    });
+  }
+
+  /**
+   * Point discovery at the configs of every live generation (plus `next`, about to start),
+   * then give new names a moment to resolve so the new workers start with their peers.
+   * DNS never blocks for longer than DNS_SETTLE_MS, and never fails a start or reload.
+   */
+  private async discover(next?: Config): Promise<void> {
+    const configs = this.generations().map((g) => g.config);
+    if (next) configs.push(next);
+    this.discovery.setConfigs(configs);
+    if (!(await this.discovery.settled(DNS_SETTLE_MS))) {
+      this.log.warn(
+        `DNS: some upstream names are still resolving after ${DNS_SETTLE_MS} ms; starting workers anyway (those upstreams answer 503 until they resolve)`,
+      );
+    }
   }
 
   /** Start the first generation; resolves with the exit code once the master stops. */
@@ -84,6 +111,8 @@ class Master {
   }
 
   private async startFirst(): Promise<void> {
+    await this.discover(this.config);
+    if (this.stopping) return;
     const generation = this.newGeneration(this.config);
     const outcome = await this.startGeneration(generation, this.config.timeouts.workerStart);
     if (this.stopping) return;
@@ -125,7 +154,13 @@ class Master {
   }
 
   private newGeneration(config: Config): Generation {
-    const generation = new Generation(this.nextNumber++, config, this.instanceId, this.log);
+    const generation = new Generation(
+      this.nextNumber++,
+      config,
+      this.instanceId,
+      this.log,
+      () => this.discovery.table,
+    );
     generation.on("listen-error", (err: ListenErrorMessage) =>
       this.log.error(
         { generation: generation.number, listen: err.listen },
@@ -163,6 +198,8 @@ class Master {
         { trigger, generation: this.nextNumber },
         "reload: configuration valid; starting a new generation",
       );
+      this.discovery.setDns(config.dns);
+      await this.discover(config);
       const next = this.newGeneration(config);
       const outcome = await this.startGeneration(next, config.timeouts.workerStart);
       if (this.stopping) {
@@ -171,6 +208,7 @@ class Master {
       }
       if (!outcome.ok) {
         // Its workers that did listen may already hold requests: drain them, never kill.
+        this.discovery.setDns(current.config.dns);
         this.retire(next, "reload failed");
         this.reloadFailed(current, `generation ${next.number} did not start: ${outcome.reason}`);
         return;
@@ -223,6 +261,7 @@ class Master {
     generation.once("empty", () => {
       clearTimeout(killer);
       this.retiring.delete(generation);
+      if (!this.stopping) this.discovery.setConfigs(this.generations().map((g) => g.config));
       this.log.info(
         { generation: generation.number, reason, drainMs: Math.round(performance.now() - begun) },
         "generation drained",
@@ -237,6 +276,7 @@ class Master {
     this.config = config;
     if (old.log.error !== config.log.error || old.log.level !== config.log.level) {
       this.log = createLogger(config.log.error, config.log.level, { role: "master" });
+      this.discovery.setLogger(this.log);
     }
     if (old.pidFile !== config.pidFile) {
       try {
@@ -301,6 +341,7 @@ class Master {
   }
 
   private exit(code: number): void {
+    void this.discovery.stop();
     removePidFile(this.config.pidFile, process.pid);
     this.log.info({ code }, "portico stopped");
     this.log.flush();

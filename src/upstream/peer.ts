@@ -3,23 +3,31 @@
  * (its connection pool, requests in flight) lives here; the balancer only reads it.
  */
 import { Pool } from "undici";
-import type { Timeouts, UpstreamServer } from "../config/types.js";
+import type { Timeouts } from "../config/types.js";
+import type { PeerSpec } from "./peer-table.js";
 
 /** One upstream address with its per-worker connection pool. */
 export class Peer {
   /** `host:port` (IPv6 in brackets), as used in logs and the access log's `upstream` field. */
   readonly address: string;
-  /** Relative weight for balancers, integer >= 1. */
-  readonly weight: number;
+  /** Relative weight for balancers, integer >= 1 (an SRV update may change it). */
+  weight: number;
+  /** SRV priority: the lowest value with a peer takes the traffic. 0 for `address` servers. */
+  priority: number;
   /** Keep-alive connection pool to this peer (undici), capped at the upstream's `max_connections`. */
   readonly pool: Pool;
   /** Requests sent to this peer and not finished yet, in this worker. */
   inFlight = 0;
+  /**
+   * Passive health (nginx `max_fails=1 fail_timeout=10s`): epoch ms until which this peer is
+   * skipped because a connection to it failed. Per worker, from real traffic.
+   */
+  failedUntil = 0;
 
-  constructor(server: UpstreamServer, maxConnections: number, timeouts: Timeouts) {
-    const host = server.host.includes(":") ? `[${server.host}]` : server.host;
-    this.address = `${host}:${server.port}`;
-    this.weight = server.weight;
+  constructor(spec: PeerSpec, maxConnections: number, timeouts: Timeouts) {
+    this.address = spec.key;
+    this.weight = spec.weight;
+    this.priority = spec.priority;
     this.pool = new Pool(`http://${this.address}`, {
       connections: maxConnections,
       pipelining: 1,
@@ -33,7 +41,19 @@ export class Peer {
     });
   }
 
-  /** Close the pool once its in-flight requests have finished. */
+  /** Whether the balancer may choose this peer now. */
+  get available(): boolean {
+    return this.failedUntil === 0 || Date.now() >= this.failedUntil;
+  }
+
+  /** A connection to this peer failed: skip it for `ms`. Returns true when it was available until now. */
+  markFailed(ms: number): boolean {
+    const wasAvailable = this.available;
+    this.failedUntil = Date.now() + ms;
+    return wasAvailable;
+  }
+
+  /** Close the pool: idle connections close now, in-flight requests finish first. */
   close(): Promise<void> {
     return this.pool.close();
   }

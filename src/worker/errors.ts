@@ -49,17 +49,21 @@ const BODY: Record<number, string> = {
 export class ProxyError extends Error {
   readonly code: ProxyErrorCode;
   readonly status: number;
+  /** A line for the client after the status line, when it helps them (e.g. why an upstream has no peer). */
+  readonly detail: string | undefined;
 
-  constructor(code: ProxyErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: ProxyErrorCode, message: string, options?: { cause?: unknown; detail?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "ProxyError";
     this.code = code;
     this.status = STATUS[code];
+    this.detail = options?.detail;
   }
 
   /** The plain-text body sent to the client for this error. */
   get body(): string {
-    return BODY[this.status] ?? `${this.status}\n`;
+    const head = BODY[this.status] ?? `${this.status}\n`;
+    return this.detail ? `${head}${this.detail}\n` : head;
   }
 }
 

@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { Transform } from "node:stream";
 import type { Route } from "../config/types.js";
 import type { Logger } from "../observability/logger.js";
+import type { Peer } from "../upstream/peer.js";
 import type { UpstreamGroup } from "../upstream/upstream-group.js";
 import type { ConnectionTracker } from "./connections.js";
 import { ProxyError } from "./errors.js";
@@ -30,6 +31,9 @@ export interface HandlerContext {
 
 /** A request id we accept from a client: printable, no spaces, at most 200 characters. */
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+
+/** Most peers one request is sent to when they cannot be reached (nginx proxy_next_upstream_tries). */
+const MAX_TRIES = 3;
 
 /** Build the `(req, res)` handler of one listen socket. */
 export function createRequestHandler(ctx: HandlerContext, router: HostRouter, scheme: "http" | "https") {
@@ -135,7 +139,12 @@ export function createRequestHandler(ctx: HandlerContext, router: HostRouter, sc
     const group = ctx.upstreams.get(action.upstream);
     const peer = group?.pick();
     if (!peer) {
-      reply(new ProxyError("PRT_ERR_NO_PEER", `upstream '${action.upstream}' has no peer to send to`));
+      const why = group?.missing.length ? `: ${group.missing.join("; ")}` : "";
+      reply(
+        new ProxyError("PRT_ERR_NO_PEER", `upstream '${action.upstream}' has no peer to send to${why}`, {
+          detail: `upstream '${action.upstream}' has no peer to send to${why}`,
+        }),
+      );
       return;
     }
     upstreamAddress = peer.address;
@@ -154,18 +163,40 @@ export function createRequestHandler(ctx: HandlerContext, router: HostRouter, sc
     headers.via = appendList(via, ctx.via);
     applyEdits(headers, route.requestHeaders);
 
-    forward({
-      req,
-      res,
-      peer,
-      method: req.method ?? "GET",
-      target: upstreamTarget(route, path, query),
-      headers,
-      body,
-      responseHeaders: route.responseHeaders,
-      done: finish,
-      fail,
-    });
+    const upstreamPath = upstreamTarget(route, path, query);
+    // A request without a body can go to another peer when one cannot be reached (at most
+    // MAX_TRIES peers); with a body, the body stream may already be partly consumed.
+    const tried = new Set<Peer>();
+    const send = (to: Peer) => {
+      tried.add(to);
+      upstreamAddress = to.address;
+      forward({
+        req,
+        res,
+        peer: to,
+        method: req.method ?? "GET",
+        target: upstreamPath,
+        headers,
+        body,
+        responseHeaders: route.responseHeaders,
+        done: finish,
+        fail,
+        retry:
+          body === null && group
+            ? (error) => {
+                const next = tried.size < MAX_TRIES ? group.pick(tried) : undefined;
+                if (!next) return false;
+                ctx.log.warn(
+                  { requestId, peer: to.address, next: next.address },
+                  `${error.message}; trying the next peer`,
+                );
+                send(next);
+                return true;
+              }
+            : undefined,
+      });
+    };
+    send(peer);
   };
 }
 

@@ -8,6 +8,7 @@ import net from "node:net";
 import type { Config } from "../config/types.js";
 import { type ConfigMessage, isMessage, type MasterToWorker, type WorkerToMaster } from "../ipc.js";
 import { createAccessLogger, createLogger, type Logger, reopenLogFiles } from "../observability/logger.js";
+import type { PeerTable } from "../upstream/peer-table.js";
 import { UpstreamGroup } from "../upstream/upstream-group.js";
 import { ConnectionTracker } from "./connections.js";
 import { ListenError, type Listener, openListeners } from "./listeners.js";
@@ -46,7 +47,10 @@ class Worker {
       slot: msg.slot,
     });
     for (const upstream of Object.values(this.config.upstreams)) {
-      this.upstreams.set(upstream.name, new UpstreamGroup(upstream, this.config.timeouts, msg.slot));
+      this.upstreams.set(
+        upstream.name,
+        new UpstreamGroup(upstream, this.config.timeouts, msg.peers, msg.slot),
+      );
     }
     this.via = `1.1 ${msg.instanceId}`;
   }
@@ -120,6 +124,19 @@ class Worker {
     this.acceptingStopped.resolve();
   }
 
+  /** A new peer table from the master's discovery: apply it to every upstream as a diff. */
+  applyPeers(table: PeerTable): void {
+    for (const group of this.upstreams.values()) {
+      const { added, removed } = group.apply(table);
+      if (added.length > 0 || removed.length > 0) {
+        this.log.debug(
+          { upstream: group.name, added, removed, version: table.version },
+          "upstream peers updated",
+        );
+      }
+    }
+  }
+
   reopenLogs(): void {
     const files = reopenLogFiles();
     this.log.info({ files }, "log files reopened");
@@ -150,6 +167,8 @@ process.on("message", (msg: unknown) => {
   } else if (msg.type === "drain") {
     if (worker) worker.drain(msg.reason);
     else process.exit(0);
+  } else if (msg.type === "peers") {
+    worker?.applyPeers(msg.table);
   } else if (msg.type === "stopped-accepting-ack") {
     worker?.onAcceptingStopped();
   } else if (msg.type === "reopen-logs") {

@@ -42,7 +42,15 @@ export interface ForwardRequest {
   done: (outcome: ProxyOutcome) => void;
   /** Sends an error response (or destroys the connection when headers already went). */
   fail: (error: ProxyError) => void;
+  /**
+   * The peer could not be reached (nothing was sent): return true after forwarding the
+   * request to another peer, false to answer the error. Absent: never retried.
+   */
+  retry?: (error: ProxyError) => boolean;
 }
+
+/** nginx's `fail_timeout`: a peer that refused a connection is skipped this long (per worker). */
+export const PEER_FAIL_TIMEOUT_MS = 10_000;
 
 /** undici dispatch handler that streams one upstream response to the client. */
 class ForwardHandler implements Dispatcher.DispatchHandler {
@@ -107,6 +115,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       res.destroyed && !res.writableFinished
         ? new ProxyError("PRT_ERR_CLIENT_GONE", "client closed the connection", { cause: err })
         : classifyUpstreamError(err, this.f.peer.address);
+    if (error.code === "PRT_ERR_UPSTREAM_CONNECT") {
+      this.f.peer.markFailed(PEER_FAIL_TIMEOUT_MS);
+      // Nothing reached the peer: another one may take the request (nginx proxy_next_upstream error).
+      if (!res.headersSent && !res.destroyed && this.f.retry?.(error)) {
+        this.release();
+        return;
+      }
+    }
     if (error.code !== "PRT_ERR_CLIENT_GONE") this.f.fail(error);
     const status =
       error.code === "PRT_ERR_CLIENT_GONE" ? 499 : res.headersSent ? res.statusCode : error.status;
@@ -118,11 +134,17 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   private finish(outcome: ProxyOutcome): void {
-    if (this.finished) return;
+    if (this.release()) this.f.done(outcome);
+  }
+
+  /** Detach from the client and the peer; false when already done. */
+  private release(): boolean {
+    if (this.finished) return false;
     this.finished = true;
+    this.f.peer.inFlight--;
     this.f.res.off("close", this.onClientClose);
     this.f.res.off("drain", this.onDrain);
-    this.f.done(outcome);
+    return true;
   }
 }
 
@@ -130,11 +152,6 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 export function forward(f: ForwardRequest): void {
   const handler = new ForwardHandler(f);
   f.peer.inFlight++;
-  const done = f.done;
-  f.done = (outcome) => {
-    f.peer.inFlight--;
-    done(outcome);
-  };
   try {
     f.peer.pool.dispatch(
       {

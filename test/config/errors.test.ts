@@ -1,4 +1,7 @@
-import { describe, expect, it } from "vitest";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatIssue, parseConfig } from "../../src/config/load.js";
 
 /** Checks YAML lines (line 1 first) and returns every issue as `t.yaml:LINE:COL: message`. */
@@ -29,7 +32,7 @@ describe("operator-facing errors, with exact text and position", () => {
 
   it("unknown key far from any valid one: lists the valid keys", () => {
     expect(problems("colour: blue", "servers: []")).toEqual([
-      "t.yaml:1:1: unknown key 'colour'; valid keys are: 'workers', 'timeouts', 'log', 'pid_file', 'upstreams', 'servers'",
+      "t.yaml:1:1: unknown key 'colour'; valid keys are: 'workers', 'timeouts', 'log', 'pid_file', 'dns', 'upstreams', 'servers'",
       "t.yaml:2:10: servers must not be an empty list: write at least 1 entry",
     ]);
   });
@@ -220,6 +223,243 @@ describe("operator-facing errors, with exact text and position", () => {
       "t.yaml:3:13: routes must be a list (got 5)",
       "t.yaml:4:14: default must be true or false (got 'yes')",
     ]);
+  });
+});
+
+/** The `valid forms` tail of every nameserver message. */
+const NAMESERVER_FORMS =
+  "valid forms are udp://IP[:port], tcp://IP[:port], tls://host[:port][?servername=NAME], https://host[:port][/path], or a bare IP (udp, port 53)";
+
+const SERVE_API = "servers: [{ listen: 80, routes: [{ path: /, upstream: api }] }]";
+
+describe("upstream servers: address or service", () => {
+  it("neither or both of address and service", () => {
+    expect(
+      problems(
+        "upstreams:",
+        "  api:",
+        "    servers:",
+        "      - weight: 2",
+        "      - { address: api.internal:80, service: _http._tcp.api.internal }",
+        "      - {}",
+        SERVE_API,
+      ),
+    ).toEqual([
+      "t.yaml:4:9: upstream server needs exactly one of 'address: host:port' or 'service: _http._tcp.name'",
+      "t.yaml:5:37: upstream server needs exactly one of 'address: host:port' or 'service: _http._tcp.name', not both: write them as two servers",
+      "t.yaml:6:9: upstream server needs exactly one of 'address: host:port' or 'service: _http._tcp.name'",
+    ]);
+  });
+
+  it("a weight on a service, even the default one written out", () => {
+    expect(
+      problems(
+        "upstreams:",
+        "  api:",
+        "    servers:",
+        "      - service: _http._tcp.api.internal",
+        "        weight: 1",
+        "      - { service: _http._tcp.web.internal }",
+        SERVE_API,
+      ),
+    ).toEqual([
+      "t.yaml:5:9: weight does not apply to a 'service' server: SRV records carry their own weights; remove it",
+    ]);
+  });
+
+  it("a service that is not an SRV name _service._proto.name", () => {
+    const tail = "write an SRV name _service._proto.name, e.g. _http._tcp.api.internal";
+    expect(
+      problems(
+        "upstreams:",
+        "  api:",
+        "    servers:",
+        "      - service: http._tcp.api.internal",
+        "      - service: _http._sctp.api.internal",
+        "      - service: _http._tcp",
+        "      - service: _http._tcp.api..internal",
+        "      - service: _-http._tcp.api.internal",
+        SERVE_API,
+      ),
+    ).toEqual([
+      `t.yaml:4:18: invalid service 'http._tcp.api.internal': 'http' is not a service label (an underscore, then letters, digits and '-'); ${tail}`,
+      `t.yaml:5:18: invalid service '_http._sctp.api.internal': the protocol label must be _tcp or _udp (got '_sctp'); ${tail}`,
+      `t.yaml:6:18: invalid service '_http._tcp': the domain name is missing; ${tail}`,
+      `t.yaml:7:18: invalid service '_http._tcp.api..internal': 'api..internal' is not a valid domain name; ${tail}`,
+      `t.yaml:8:18: invalid service '_-http._tcp.api.internal': '_-http' is not a service label (an underscore, then letters, digits and '-'); ${tail}`,
+    ]);
+  });
+
+  it("an address whose host looks like a mistyped IP", () => {
+    expect(problems("upstreams:", "  api:", "    servers: [{ address: 10.0.0.256:80 }]", SERVE_API)).toEqual([
+      "t.yaml:3:26: invalid address '10.0.0.256:80': '10.0.0.256' is not a valid IP address, and a host name cannot end in a numeric label",
+    ]);
+  });
+
+  it("unknown and misspelled keys in a server and in the upstream's dns overrides", () => {
+    expect(
+      problems(
+        "upstreams:",
+        "  api:",
+        "    dns: { family: ipv5, remove_afer: 10s }",
+        "    servers: [{ adress: api.internal:80 }, { service: _http._tcp.x.internal, wieght: 2 }]",
+        SERVE_API,
+      ),
+    ).toEqual([
+      "t.yaml:3:20: family must be one of 'ipv4', 'ipv6', 'any', 'prefer_ipv4', 'prefer_ipv6' (got 'ipv5'); did you mean 'ipv4'?",
+      "t.yaml:3:26: unknown key 'remove_afer'; did you mean 'remove_after'?",
+      "t.yaml:4:15: upstream server needs exactly one of 'address: host:port' or 'service: _http._tcp.name'",
+      "t.yaml:4:17: unknown key 'adress'; did you mean 'address'?",
+      "t.yaml:4:78: unknown key 'wieght'; did you mean 'weight'?",
+    ]);
+  });
+});
+
+describe("the dns section", () => {
+  it("nameservers that are not one of the valid forms", () => {
+    expect(
+      problems(
+        "dns:",
+        "  nameservers:",
+        "    - udp://dns.example",
+        "    - tcp://dns.example:53",
+        "    - dns.example",
+        "    - 10.0.0.53:53",
+        "    - ftp://10.0.0.53",
+        "    - udp://10.0.0.53:70000",
+        "    - udp://10.0.0.53/dns-query",
+        "    - tls://dns.example?sni=dns.example",
+        "    - udp://10.0.0.53?servername=dns.example",
+        "    - tls://",
+        "    - 'https://user:secret@dns.example/dns-query'",
+        "    - 'not a nameserver'",
+        "servers: [{ listen: 80, routes: [{ path: /, return: { status: 200 } }] }]",
+      ),
+    ).toEqual([
+      `t.yaml:3:7: invalid nameserver 'udp://dns.example': udp:// needs an IP address, not a name ('dns.example'): a name would need DNS to find DNS; use tls:// or https:// for a named nameserver; ${NAMESERVER_FORMS}`,
+      `t.yaml:4:7: invalid nameserver 'tcp://dns.example:53': tcp:// needs an IP address, not a name ('dns.example'): a name would need DNS to find DNS; use tls:// or https:// for a named nameserver; ${NAMESERVER_FORMS}`,
+      `t.yaml:5:7: invalid nameserver 'dns.example': a bare name is not a nameserver: give its IP address, or write tls://dns.example or https://dns.example/dns-query; ${NAMESERVER_FORMS}`,
+      `t.yaml:6:7: invalid nameserver '10.0.0.53:53': a bare IP address takes no port: write udp://10.0.0.53:53; ${NAMESERVER_FORMS}`,
+      `t.yaml:7:7: invalid nameserver 'ftp://10.0.0.53': unknown scheme 'ftp://'; ${NAMESERVER_FORMS}`,
+      `t.yaml:8:7: invalid nameserver 'udp://10.0.0.53:70000': port 70000 is out of range: use 1-65535; ${NAMESERVER_FORMS}`,
+      `t.yaml:9:7: invalid nameserver 'udp://10.0.0.53/dns-query': a path ('/dns-query') is only allowed with https://; ${NAMESERVER_FORMS}`,
+      `t.yaml:10:7: invalid nameserver 'tls://dns.example?sni=dns.example': unknown parameter 'sni': only ?servername=NAME is understood; ${NAMESERVER_FORMS}`,
+      `t.yaml:11:7: invalid nameserver 'udp://10.0.0.53?servername=dns.example': ?servername= only applies to tls:// and https://; ${NAMESERVER_FORMS}`,
+      `t.yaml:12:7: invalid nameserver 'tls://': the host is missing; ${NAMESERVER_FORMS}`,
+      `t.yaml:13:7: invalid nameserver 'https://user:secret@dns.example/dns-query': a user name or password is not allowed; ${NAMESERVER_FORMS}`,
+      `t.yaml:14:7: invalid nameserver 'not a nameserver': it is neither a URL nor an IP address; ${NAMESERVER_FORMS}`,
+    ]);
+  });
+
+  it("accepts every valid nameserver form", () => {
+    expect(
+      problems(
+        "dns:",
+        "  nameservers:",
+        "    - 10.0.0.53",
+        "    - '2001:db8::53'",
+        "    - udp://10.0.0.53:5353",
+        "    - 'tcp://[2001:db8::53]:53'",
+        "    - tls://dns.example",
+        "    - tls://10.0.0.53:853?servername=dns.example",
+        "    - https://dns.example/dns-query",
+        "    - https://dns.example:8443",
+        "servers: [{ listen: 80, routes: [{ path: /, return: { status: 200 } }] }]",
+      ),
+    ).toEqual([]);
+  });
+
+  it("max_ttl shorter than min_ttl, at the key written; zero min_ttl and timeout; attempts out of range", () => {
+    const serve = "servers: [{ listen: 80, routes: [{ path: /, return: { status: 200 } }] }]";
+    expect(problems("dns:", "  min_ttl: 10m", "  max_ttl: 5m", serve)).toEqual([
+      "t.yaml:3:12: max_ttl (5m) is shorter than min_ttl (10m): max_ttl must be at least min_ttl",
+    ]);
+    expect(problems("dns: { min_ttl: 2h }", serve)).toEqual([
+      "t.yaml:1:17: max_ttl (1h, the default) is shorter than min_ttl (2h): max_ttl must be at least min_ttl",
+    ]);
+    expect(problems("dns: { min_ttl: 0s, timeout: 0ms, attempts: 6, stale_max: 1 }", serve)).toEqual([
+      "t.yaml:1:17: min_ttl must be longer than 0: it is also the shortest interval between two refreshes of a name (e.g. 1s)",
+      "t.yaml:1:30: timeout must be longer than 0, e.g. 2s",
+      "t.yaml:1:45: attempts must be an integer between 1 and 5 (got 6)",
+      "t.yaml:1:59: stale_max: duration '1' has no unit; add one, e.g. '1s' for seconds or '1ms' for milliseconds (units: ms, s, m, h, d)",
+    ]);
+  });
+
+  it("an unknown key in dns gets the nearest valid key", () => {
+    expect(
+      problems(
+        "dns: { nameserver: [10.0.0.53] }",
+        "servers: [{ listen: 80, routes: [{ path: /, return: { status: 200 } }] }]",
+      ),
+    ).toEqual(["t.yaml:1:8: unknown key 'nameserver'; did you mean 'nameservers'?"]);
+  });
+
+  describe("TLS files", () => {
+    let dir = "";
+    const serve = "servers: [{ listen: 80, routes: [{ path: /, return: { status: 200 } }] }]";
+    /** Checks the lines as the file `dir/conf/p.yaml` and returns the issues. */
+    const problemsIn = (...lines: string[]) =>
+      parseConfig([...lines, serve].join("\n"), join(dir, "conf", "p.yaml")).issues.map((i) =>
+        formatIssue({ ...i, file: "p.yaml" }),
+      );
+
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), "portico-config-"));
+      mkdirSync(join(dir, "conf", "certs"), { recursive: true });
+      const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+      writeFileSync(join(dir, "conf", "certs", "ca.pem"), pem);
+      writeFileSync(join(dir, "conf", "certs", "client.pem"), pem);
+      writeFileSync(join(dir, "conf", "certs", "client.der"), Buffer.from([0x30, 0x82, 0x01, 0x0a]));
+    });
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    it("cert without key and key without cert", () => {
+      expect(problemsIn("dns:", "  nameservers: [tls://dns.example]", "  cert: certs/client.pem")).toEqual([
+        "p.yaml:3:3: cert needs key: a client certificate goes with its private key; add 'key: PATH'",
+      ]);
+      expect(problemsIn("dns:", "  nameservers: [tls://dns.example]", "  key: certs/client.pem")).toEqual([
+        "p.yaml:3:3: key needs cert: a private key goes with its client certificate; add 'cert: PATH'",
+      ]);
+    });
+
+    it("a file that cannot be read, or is not PEM, names the path tried (from the config file's folder)", () => {
+      expect(
+        problemsIn(
+          "dns:",
+          "  nameservers: [https://dns.example/dns-query]",
+          "  ca: certs/missing.pem",
+          "  cert: certs/client.der",
+          `  key: ${join(dir, "conf", "certs")}`,
+        ),
+      ).toEqual([
+        `p.yaml:3:7: cannot read ca file '${join(dir, "conf", "certs", "missing.pem")}': no such file or directory`,
+        `p.yaml:4:9: cert file '${join(dir, "conf", "certs", "client.der")}' is not PEM: it has no '-----BEGIN ...' line`,
+        `p.yaml:5:8: key file '${join(dir, "conf", "certs")}' is not a regular file`,
+      ]);
+    });
+
+    it.skipIf(process.getuid?.() === 0)("a file without read permission", () => {
+      const locked = join(dir, "conf", "certs", "locked.pem");
+      writeFileSync(locked, "-----BEGIN CERTIFICATE-----\n");
+      chmodSync(locked, 0o000);
+      expect(problemsIn("dns:", "  nameservers: [tls://dns.example]", "  ca: certs/locked.pem")).toEqual([
+        `p.yaml:3:7: cannot read ca file '${locked}': permission denied`,
+      ]);
+    });
+
+    it("TLS files without a tls:// or https:// nameserver are a warning", () => {
+      const result = parseConfig(
+        ["dns:", "  ca: certs/ca.pem", serve].join("\n"),
+        join(dir, "conf", "p.yaml"),
+      );
+      expect(result.config?.dns.ca).toBe(join(dir, "conf", "certs", "ca.pem"));
+      expect(result.issues.map((i) => formatIssue({ ...i, file: "p.yaml" }))).toEqual([
+        "p.yaml:2:3: warning: ca has no effect: it is only used by tls:// and https:// nameservers, and without 'nameservers' the plain nameservers of /etc/resolv.conf are used",
+      ]);
+      expect(problemsIn("dns:", "  nameservers: [10.0.0.53]", "  ca: certs/ca.pem")).toEqual([
+        "p.yaml:3:3: warning: ca has no effect: it is only used by tls:// and https:// nameservers, and 'nameservers' lists none",
+      ]);
+    });
   });
 });
 

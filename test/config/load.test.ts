@@ -1,8 +1,8 @@
-import { readFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
-import { resolve } from "node:path";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatIssue, loadConfig, parseConfig } from "../../src/config/load.js";
 
 const shippedPath = fileURLToPath(new URL("../../conf/portico.yaml", import.meta.url));
@@ -31,8 +31,8 @@ describe("the shipped conf/portico.yaml", () => {
   it("loads from disk with an absolute Config.file and positions as given", () => {
     const result = loadConfig(shippedPath);
     expect(result.config?.file).toBe(shippedPath);
-    expect(result.config?.servers[0]?.position).toEqual({ file: shippedPath, line: 29, col: 5 });
-    expect(result.config?.servers[0]?.routes[2]?.position).toEqual({ file: shippedPath, line: 37, col: 9 });
+    expect(result.config?.servers[0]?.position).toEqual({ file: shippedPath, line: 39, col: 5 });
+    expect(result.config?.servers[0]?.routes[2]?.position).toEqual({ file: shippedPath, line: 47, col: 9 });
   });
 });
 
@@ -52,6 +52,20 @@ describe("defaults", () => {
       workerStart: 10_000,
     });
     expect(config?.log).toEqual({ level: "info", access: "stdout", error: "stderr" });
+    // Not written = undefined, so that the resolver applies /etc/resolv.conf's values.
+    expect(config?.dns).toStrictEqual({
+      nameservers: undefined,
+      timeout: undefined,
+      attempts: undefined,
+      minTtl: 1_000,
+      maxTtl: 3_600_000,
+      staleMax: 86_400_000,
+      family: "any",
+      removeAfter: 30_000,
+      ca: undefined,
+      cert: undefined,
+      key: undefined,
+    });
     expect(config?.upstreams).toEqual({});
     const server = config?.servers[0];
     expect(server?.listen).toEqual([{ host: "0.0.0.0", port: 8080, text: "8080" }]);
@@ -90,8 +104,19 @@ describe("defaults", () => {
     expect(config?.upstreams.api).toEqual({
       name: "api",
       balance: "round_robin",
-      servers: [{ host: "api.internal", port: 8080, weight: 1, text: "api.internal:8080" }],
+      servers: [
+        {
+          kind: "address",
+          host: "api.internal",
+          port: 8080,
+          fixed: false,
+          weight: 1,
+          text: "api.internal:8080",
+          position: { file: "u.yaml", line: 3, col: 15 },
+        },
+      ],
       maxConnectionsPerPeer: 256,
+      dns: { family: "any", removeAfter: 30_000 },
     });
     const server = config?.servers[0];
     expect(server?.listen.map((l) => [l.host, l.port])).toEqual([
@@ -140,6 +165,125 @@ describe("defaults", () => {
   });
 });
 
+describe("upstream servers and the dns section", () => {
+  let dir = "";
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "portico-config-"));
+    mkdirSync(join(dir, "certs"));
+    for (const name of ["ca.pem", "client.pem", "client.key"]) {
+      writeFileSync(join(dir, "certs", name), "-----BEGIN SOMETHING-----\nAAAA\n-----END SOMETHING-----\n");
+    }
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("normalizes addresses and services, with their positions", () => {
+    const text = [
+      "upstreams:",
+      "  api:",
+      "    servers:",
+      "      - address: ' API.Internal.:8080 '",
+      "        weight: 2",
+      "      - address: '[2001:DB8::1]:9000'",
+      "      - address: 10.0.0.5:80",
+      "      - service: _HTTP._tcp.Api.Internal.",
+      "servers: [{ listen: 80, routes: [{ path: /, upstream: api }] }]",
+    ].join("\n");
+    const { config, issues } = parseConfig(text, "s.yaml");
+    expect(issues).toEqual([]);
+    expect(config?.upstreams.api?.servers).toStrictEqual([
+      {
+        kind: "address",
+        host: "api.internal",
+        port: 8080,
+        fixed: false,
+        weight: 2,
+        text: "API.Internal.:8080",
+        position: { file: "s.yaml", line: 4, col: 9 },
+      },
+      {
+        kind: "address",
+        host: "2001:db8::1",
+        port: 9000,
+        fixed: true,
+        weight: 1,
+        text: "[2001:DB8::1]:9000",
+        position: { file: "s.yaml", line: 6, col: 9 },
+      },
+      {
+        kind: "address",
+        host: "10.0.0.5",
+        port: 80,
+        fixed: true,
+        weight: 1,
+        text: "10.0.0.5:80",
+        position: { file: "s.yaml", line: 7, col: 9 },
+      },
+      {
+        kind: "service",
+        service: "_http._tcp.api.internal",
+        text: "_HTTP._tcp.Api.Internal.",
+        position: { file: "s.yaml", line: 8, col: 9 },
+      },
+    ]);
+  });
+
+  it("fills every key of the dns section, with TLS files from the config file's folder", () => {
+    const text = [
+      "dns:",
+      "  nameservers: [udp://10.0.0.53:53, ' 10.0.0.54 ', 'tls://dns.example:853?servername=dns.example']",
+      "  timeout: 1500ms",
+      "  attempts: 3",
+      "  min_ttl: 5s",
+      "  max_ttl: 10m",
+      "  stale_max: 2h",
+      "  family: prefer_ipv6",
+      "  remove_after: 1m",
+      "  ca: certs/ca.pem",
+      "  cert: certs/client.pem",
+      `  key: ${join(dir, "certs", "client.key")}`,
+      "upstreams:",
+      "  api:",
+      "    dns: { family: ipv4, remove_after: 10s }",
+      "    servers: [{ address: api.internal:80 }]",
+      "  web:",
+      "    dns: { remove_after: 0s }",
+      "    servers: [{ service: _http._tcp.web.internal }]",
+      "  static:",
+      "    servers: [{ address: 10.0.0.9:80 }]",
+      "servers: [{ listen: 80, routes: [{ path: /, upstream: api }] }]",
+    ].join("\n");
+    const { config, issues } = parseConfig(text, join(dir, "p.yaml"));
+    expect(issues).toEqual([]);
+    expect(config?.dns).toStrictEqual({
+      nameservers: ["udp://10.0.0.53:53", "10.0.0.54", "tls://dns.example:853?servername=dns.example"],
+      timeout: 1_500,
+      attempts: 3,
+      minTtl: 5_000,
+      maxTtl: 600_000,
+      staleMax: 7_200_000,
+      family: "prefer_ipv6",
+      removeAfter: 60_000,
+      ca: join(dir, "certs", "ca.pem"),
+      cert: join(dir, "certs", "client.pem"),
+      key: join(dir, "certs", "client.key"),
+    });
+    expect(config?.upstreams.api?.dns).toEqual({ family: "ipv4", removeAfter: 10_000 });
+    expect(config?.upstreams.web?.dns).toEqual({ family: "prefer_ipv6", removeAfter: 0 });
+    expect(config?.upstreams.static?.dns).toEqual({ family: "prefer_ipv6", removeAfter: 60_000 });
+  });
+});
+
+/** A deep copy of plain data without the keys whose value is undefined (JSON drops them). */
+function withoutUndefined(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutUndefined);
+  if (value === null || typeof value !== "object") return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([, child]) => child !== undefined)
+      .map(([key, child]) => [key, withoutUndefined(child)]),
+  );
+}
+
 describe("the Config object", () => {
   const { config } = loadConfig(shippedPath);
 
@@ -153,8 +297,11 @@ describe("the Config object", () => {
   });
 
   it("survives a JSON round trip unchanged (it is sent over IPC)", () => {
-    expect(JSON.parse(JSON.stringify(config))).toStrictEqual(structuredClone(config));
-    expect(JSON.parse(JSON.stringify(config))).toEqual(config);
+    // Values not written (dns.nameservers, ...) are undefined, which JSON leaves out: the
+    // receiver reads undefined all the same. Everything else must come back identical.
+    const copy = JSON.parse(JSON.stringify(config));
+    expect(copy).toStrictEqual(withoutUndefined(structuredClone(config)));
+    expect(copy).toEqual(config);
   });
 });
 

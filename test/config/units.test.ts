@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   parseDuration,
   parseListenAddress,
+  parseServiceName,
   parseSize,
   parseUpstreamAddress,
 } from "../../src/config/units.js";
@@ -114,7 +115,50 @@ describe("parseUpstreamAddress", () => {
     });
   });
 
-  it.each(["a:0", "a:65536", "bad host:80", "[api]:80", "-x.com:80"])("refuses %j", (text) => {
-    expect(parseUpstreamAddress(text).ok).toBe(false);
+  it.each(["a:0", "a:65536", "bad host:80", "[api]:80", "-x.com:80", "10.0.0.256:80", "1234:80"])(
+    "refuses %j",
+    (text) => {
+      expect(parseUpstreamAddress(text).ok).toBe(false);
+    },
+  );
+
+  it("refuses a name ending in a numeric label: it is a mistyped IP, not a name that will resolve", () => {
+    expect(parseUpstreamAddress("10.0.0.256:80")).toEqual({
+      ok: false,
+      error:
+        "invalid address '10.0.0.256:80': '10.0.0.256' is not a valid IP address, and a host name cannot end in a numeric label",
+    });
+  });
+});
+
+describe("parseServiceName", () => {
+  it.each([
+    ["_http._tcp.api.internal", "_http._tcp.api.internal"],
+    ["_HTTP._TCP.Api.Internal.", "_http._tcp.api.internal"],
+    [" _sip._udp.example.com ", "_sip._udp.example.com"],
+    ["_http-alt._tcp.my-svc.ns.svc.cluster.local", "_http-alt._tcp.my-svc.ns.svc.cluster.local"],
+    ["_web._tcp.service.consul", "_web._tcp.service.consul"],
+  ])("parses %j", (text, name) => {
+    expect(parseServiceName(text)).toEqual({ ok: true, value: name });
+  });
+
+  it.each([
+    "",
+    "api.internal",
+    "_http.api.internal",
+    "_http._tcp",
+    "_http._tcp.",
+    "_http._sctp.api.internal",
+    "http._tcp.api.internal",
+    "_._tcp.api.internal",
+    "_http-._tcp.api.internal",
+    "_http._tcp.api..internal",
+    "_http._tcp.10.0.0.1",
+    `_http._tcp.${"a".repeat(64)}.internal`,
+    `_http._tcp.${"a.".repeat(125)}internal`,
+  ])("refuses %j", (text) => {
+    const parsed = parseServiceName(text);
+    expect(parsed.ok).toBe(false);
+    if (!parsed.ok) expect(parsed.error).toContain("write an SRV name _service._proto.name");
   });
 });

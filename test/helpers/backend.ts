@@ -28,8 +28,16 @@ export interface Echo {
   rawHeaders: string[];
 }
 
-/** Start a backend; `handler` replaces the echo handler. */
-export async function startBackend(name: string, handler?: http.RequestListener): Promise<Backend> {
+/**
+ * Start a backend; `handler` replaces the echo handler. `at` binds another loopback address
+ * (127.0.0.2, ...) and/or a given port: DNS tests give two backends the same port on two
+ * addresses, so an A record alone decides which one gets the traffic.
+ */
+export async function startBackend(
+  name: string,
+  handler?: http.RequestListener,
+  at: { host?: string; port?: number } = {},
+): Promise<Backend> {
   const sockets = new Set<Socket>();
   const backend = { name, sockets, requests: 0 } as Backend;
   const echo: http.RequestListener = (req, res) => {
@@ -58,10 +66,14 @@ export async function startBackend(name: string, handler?: http.RequestListener)
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const host = at.host ?? "127.0.0.1";
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(at.port ?? 0, host, resolve);
+  });
   backend.server = server;
   backend.port = (server.address() as AddressInfo).port;
-  backend.address = `127.0.0.1:${backend.port}`;
+  backend.address = `${host}:${backend.port}`;
   backend.close = () =>
     new Promise<void>((resolve) => {
       server.closeAllConnections();
@@ -77,4 +89,26 @@ export async function closedPort(): Promise<number> {
   const port = (server.address() as AddressInfo).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
+}
+
+/**
+ * Backends on the same port at 127.0.0.2, 127.0.0.3, ... (the first picks the port; if a
+ * later address has it taken, all are closed and another port is tried).
+ */
+export async function startBackendsOnOnePort(
+  names: string[],
+  handler?: http.RequestListener,
+): Promise<Backend[]> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const started: Backend[] = [];
+    try {
+      for (const [i, name] of names.entries()) {
+        started.push(await startBackend(name, handler, { host: `127.0.0.${i + 2}`, port: started[0]?.port }));
+      }
+      return started;
+    } catch {
+      await Promise.all(started.map((b) => b.close()));
+    }
+  }
+  throw new Error("could not find one free port on every loopback address");
 }

@@ -1,0 +1,483 @@
+/**
+ * Upstream discovery, run by the master once per proxy instance (never by workers, never in
+ * the request path). Every upstream server given by name (`address: name:port`) or by SRV
+ * (`service: _http._tcp.name`) becomes a target that is resolved through Portico's DNS layer
+ * at start, refreshed when its TTL runs out, and backed off on failure. What it learns is
+ * published as a versioned PeerTable that the master pushes to every worker.
+ *
+ * Stale-safe: while the nameservers fail, the last known addresses are kept (up to
+ * `stale_max`); an NXDOMAIN or empty answer removes them only once it has lasted
+ * `remove_after`; DNS never fails a start or a reload (an unresolved name is an upstream
+ * with no peers, answered with 503, until it resolves).
+ */
+import { EventEmitter } from "node:events";
+import { readFileSync } from "node:fs";
+import type { AddressFamily, Config, DnsConfig } from "../config/types.js";
+import { DnsError, Resolver, type ResolverOptions, type SrvRecord } from "../dns/index.js";
+import type { Logger } from "../observability/logger.js";
+import {
+  nameKey,
+  type PeerTable,
+  type ServicePeer,
+  serverLabel,
+  serviceKey,
+  upstreamPeers,
+} from "./peer-table.js";
+
+/** Backoff after a failed lookup: 1 s, doubling, at most 30 s (with jitter). */
+const BACKOFF_MIN_MS = 1000;
+const BACKOFF_MAX_MS = 30_000;
+
+/** The result of one lookup of one record set. */
+type Outcome =
+  | { kind: "answer"; ttl: number; addresses: string[]; records: SrvRecord[] }
+  | { kind: "negative"; reason: string }
+  | { kind: "failure"; reason: string };
+
+/** What is known of one record set (A, AAAA or SRV of one name), kept across failures. */
+interface RecordSet {
+  /** Undefined until the first answer or negative answer. */
+  addresses?: string[];
+  records?: SrvRecord[];
+  ttl: number;
+  negativeSince?: number;
+  failingSince?: number;
+  reason?: string;
+}
+
+interface Target {
+  key: string;
+  kind: "name" | "service";
+  name: string;
+  family: AddressFamily;
+  sets: Map<"A" | "AAAA" | "SRV", RecordSet>;
+  /** Longest `remove_after` among the upstreams using it (the most patient one wins). */
+  removeAfter: number;
+  failures: number;
+  timer?: NodeJS.Timeout;
+  /** At least one lookup round finished. */
+  settled: boolean;
+  /** Round in progress. */
+  busy: boolean;
+}
+
+const typesFor = (family: AddressFamily): Array<"A" | "AAAA"> =>
+  family === "ipv4" ? ["A"] : family === "ipv6" ? ["AAAA"] : ["A", "AAAA"];
+
+/**
+ * Events: `change` (PeerTable) whenever the table changes.
+ */
+export class Discovery extends EventEmitter {
+  private resolver: Resolver;
+  private dnsSettings: string;
+  private readonly targets = new Map<string, Target>();
+  private configs: Config[] = [];
+  private current: PeerTable = { version: 0, names: {}, services: {} };
+  private published = "";
+  private stopped = false;
+
+  constructor(
+    dns: DnsConfig,
+    private log: Logger,
+  ) {
+    super();
+    this.dnsSettings = JSON.stringify(dns);
+    this.resolver = createResolver(dns, log);
+  }
+
+  /** The latest table (sent to every new worker). */
+  get table(): PeerTable {
+    return this.current;
+  }
+
+  /** Counters of the resolver behind discovery. */
+  stats() {
+    return this.resolver.stats();
+  }
+
+  /** The logger follows a reload of the master's config. */
+  setLogger(log: Logger): void {
+    this.log = log;
+  }
+
+  /** Apply a reloaded `dns` section; the cache is kept unless the settings changed. */
+  setDns(dns: DnsConfig): void {
+    const settings = JSON.stringify(dns);
+    if (settings === this.dnsSettings) return;
+    this.dnsSettings = settings;
+    const old = this.resolver;
+    this.resolver = createResolver(dns, this.log);
+    void old.close();
+  }
+
+  /**
+   * The configs of every live generation: targets they name are kept (with what they
+   * learned: a reload costs no query for a name already known), new ones are resolved now,
+   * and the ones no config uses any more are stopped.
+   */
+  setConfigs(configs: Config[]): void {
+    this.configs = configs;
+    const wanted = new Map<
+      string,
+      { kind: "name" | "service"; name: string; family: AddressFamily; removeAfter: number }
+    >();
+    for (const config of configs) {
+      for (const upstream of Object.values(config.upstreams)) {
+        const { family, removeAfter } = upstream.dns;
+        for (const server of upstream.servers) {
+          if (server.kind === "address" && server.fixed) continue;
+          const entry =
+            server.kind === "address"
+              ? { kind: "name" as const, name: server.host, key: nameKey(server.host, family) }
+              : { kind: "service" as const, name: server.service, key: serviceKey(server.service, family) };
+          const seen = wanted.get(entry.key);
+          wanted.set(entry.key, {
+            ...entry,
+            family,
+            removeAfter: Math.max(removeAfter, seen?.removeAfter ?? 0),
+          });
+        }
+      }
+    }
+    for (const [key, want] of wanted) {
+      const target = this.targets.get(key);
+      if (target) target.removeAfter = want.removeAfter;
+      else this.addTarget(key, want.kind, want.name, want.family, want.removeAfter);
+    }
+    this.collect(new Set(wanted.keys()));
+    this.publish(undefined);
+  }
+
+  /** Resolves once every current target has finished a first lookup, or after `timeoutMs`. */
+  async settled(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if ([...this.targets.values()].every((t) => t.settled)) return true;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return false;
+  }
+
+  /** Stop every refresh and close the resolver. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const target of this.targets.values()) clearTimeout(target.timer);
+    this.targets.clear();
+    await this.resolver.close();
+  }
+
+  private addTarget(
+    key: string,
+    kind: "name" | "service",
+    name: string,
+    family: AddressFamily,
+    removeAfter: number,
+  ): Target {
+    const target: Target = {
+      key,
+      kind,
+      name,
+      family,
+      sets: new Map(),
+      removeAfter,
+      failures: 0,
+      settled: false,
+      busy: false,
+    };
+    this.targets.set(key, target);
+    void this.refresh(target);
+    return target;
+  }
+
+  /** Drop targets that no config names and no SRV service points at. */
+  private collect(configured: Set<string>): void {
+    const referenced = new Set(configured);
+    for (const target of this.targets.values()) {
+      if (target.kind !== "service" || !configured.has(target.key)) continue;
+      for (const record of target.sets.get("SRV")?.records ?? [])
+        referenced.add(nameKey(record.target, target.family));
+    }
+    for (const [key, target] of this.targets) {
+      if (referenced.has(key)) continue;
+      clearTimeout(target.timer);
+      this.targets.delete(key);
+    }
+  }
+
+  /** One lookup round for a target, then schedule the next. Never throws. */
+  private async refresh(target: Target): Promise<void> {
+    if (this.stopped || target.busy) return;
+    target.busy = true;
+    clearTimeout(target.timer);
+    const types = target.kind === "service" ? (["SRV"] as const) : typesFor(target.family);
+    const outcomes = await Promise.all(types.map((type) => this.lookup(target.name, type)));
+    target.busy = false;
+    if (this.stopped || this.targets.get(target.key) !== target) return;
+    const now = Date.now();
+    const staleMax = this.configs.at(-1)?.dns.staleMax ?? 86_400_000;
+    outcomes.forEach((outcome, i) => {
+      const type = types[i] as "A" | "AAAA" | "SRV";
+      const set = target.sets.get(type) ?? { ttl: 0 };
+      target.sets.set(type, set);
+      applyOutcome(set, outcome, now, target.removeAfter, staleMax);
+    });
+    if (!target.settled) target.settled = true;
+    if (target.kind === "service") this.followTargets(target);
+
+    const failed = outcomes.filter((o) => o.kind === "failure");
+    const answers = outcomes.filter((o) => o.kind === "answer");
+    let delay: number;
+    if (failed.length > 0) {
+      target.failures++;
+      delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (target.failures - 1));
+      delay += Math.random() * delay * 0.2;
+      if (target.failures === 1) {
+        const kept = this.peerCount(target);
+        this.log.warn(
+          { target: target.name },
+          `DNS: ${target.name}: ${failed.map((f) => f.reason).join("; ")}; ${kept > 0 ? `keeping the ${kept} known address(es)` : "no address known yet"}, retrying with backoff`,
+        );
+      }
+    } else {
+      if (target.failures > 0) this.log.info({ target: target.name }, `DNS: ${target.name} answers again`);
+      target.failures = 0;
+      // Refresh when the TTL runs out (the resolver's cache entry has expired by then, so this
+      // is a real query), plus up to 5% (at most 500 ms) of jitter so names spread out.
+      const ttlMs =
+        answers.length > 0 ? Math.min(...answers.map((a) => (a.kind === "answer" ? a.ttl : 0))) * 1000 : 0;
+      delay = ttlMs > 0 ? ttlMs + 10 + Math.random() * Math.min(ttlMs * 0.05, 500) : this.negativeRetryMs();
+    }
+    target.timer = setTimeout(() => void this.refresh(target), delay);
+    target.timer.unref();
+    this.publish(target);
+  }
+
+  /** Retry interval while a name is NXDOMAIN/empty: `min_ttl`, at least 1 s. */
+  private negativeRetryMs(): number {
+    return Math.max(1000, this.configs.at(-1)?.dns.minTtl ?? 1000);
+  }
+
+  /** SRV: make sure every target name is being resolved (shared with `address` servers). */
+  private followTargets(service: Target): void {
+    for (const record of service.sets.get("SRV")?.records ?? []) {
+      const key = nameKey(record.target, service.family);
+      const existing = this.targets.get(key);
+      if (existing) existing.removeAfter = Math.max(existing.removeAfter, service.removeAfter);
+      else this.addTarget(key, "name", record.target, service.family, service.removeAfter);
+    }
+    this.collect(this.configuredKeys());
+  }
+
+  private configuredKeys(): Set<string> {
+    const keys = new Set<string>();
+    for (const config of this.configs)
+      for (const upstream of Object.values(config.upstreams))
+        for (const server of upstream.servers) {
+          if (server.kind === "service") keys.add(serviceKey(server.service, upstream.dns.family));
+          else if (!server.fixed) keys.add(nameKey(server.host, upstream.dns.family));
+        }
+    return keys;
+  }
+
+  private async lookup(name: string, type: "A" | "AAAA" | "SRV"): Promise<Outcome> {
+    try {
+      const answer = await this.resolver.resolve(name, type);
+      if (answer.stale)
+        return { kind: "failure", reason: `${type} lookup failed, only a stale answer is left` };
+      const addresses = answer.records.flatMap((r) =>
+        r.type === "A" || r.type === "AAAA" ? [r.address] : [],
+      );
+      const records = answer.records.filter((r): r is SrvRecord => r.type === "SRV" && r.target !== "");
+      return { kind: "answer", ttl: answer.ttl, addresses, records };
+    } catch (err) {
+      if (err instanceof DnsError && (err.code === "NXDOMAIN" || err.code === "NODATA")) {
+        return { kind: "negative", reason: `${err.code} (${type})` };
+      }
+      const reason = err instanceof DnsError ? `${err.code}: ${err.message}` : String(err);
+      return { kind: "failure", reason: `${type}: ${reason}` };
+    }
+  }
+
+  private peerCount(target: Target): number {
+    if (target.kind === "service") return this.current.services[target.key]?.peers.length ?? 0;
+    return this.current.names[target.key]?.addresses.length ?? 0;
+  }
+
+  /** Rebuild the table; if it changed, log every upstream's diff and emit `change`. */
+  private publish(cause: Target | undefined): void {
+    const names: PeerTable["names"] = {};
+    const services: PeerTable["services"] = {};
+    for (const target of this.targets.values()) {
+      if (target.kind === "name") names[target.key] = nameView(target);
+    }
+    for (const target of this.targets.values()) {
+      if (target.kind !== "service") continue;
+      const srv = target.sets.get("SRV");
+      const peers: ServicePeer[] = [];
+      let ttl = srv?.ttl ?? 0;
+      for (const record of srv?.records ?? []) {
+        const resolved = names[nameKey(record.target, target.family)];
+        if (resolved?.addresses.length) ttl = Math.min(ttl, resolved.ttl);
+        for (const address of resolved?.addresses ?? []) {
+          peers.push({
+            address,
+            port: record.port,
+            weight: record.weight,
+            priority: record.priority,
+            target: record.target,
+          });
+        }
+      }
+      const reason =
+        peers.length > 0
+          ? undefined
+          : (srv?.reason ?? (srv?.records?.length ? "its SRV targets do not resolve" : "not resolved yet"));
+      services[target.key] = { peers, ttl, ...(reason ? { reason } : {}) };
+    }
+    const serialized = JSON.stringify({ names, services });
+    if (serialized === this.published) return;
+    this.published = serialized;
+    const previous = this.current;
+    this.current = { version: previous.version + 1, names, services };
+    this.logChanges(previous, this.current, cause);
+    this.emit("change", this.current);
+  }
+
+  /** `upstream api: +10.0.0.3:8080 -10.0.0.2:8080 (api.internal, ttl 30s)`, for the newest config's upstreams. */
+  private logChanges(before: PeerTable, after: PeerTable, cause: Target | undefined): void {
+    const config = this.configs.at(-1);
+    if (!config) return;
+    for (const upstream of Object.values(config.upstreams)) {
+      if (upstream.servers.every((s) => s.kind === "address" && s.fixed)) continue;
+      const old = new Set(upstreamPeers(upstream, before).peers.map((p) => p.key));
+      const now = upstreamPeers(upstream, after);
+      const added = now.peers.filter((p) => !old.has(p.key)).map((p) => `+${p.key}`);
+      const kept = new Set(now.peers.map((p) => p.key));
+      const removed = [...old].filter((k) => !kept.has(k)).map((k) => `-${k}`);
+      if (added.length === 0 && removed.length === 0) continue;
+      const why = cause ? causeText(cause, after) : upstream.servers.map(serverLabel).join(", ");
+      const line = `upstream ${upstream.name}: ${[...added, ...removed].join(" ")} (${why})`;
+      if (now.peers.length === 0)
+        this.log.warn(
+          { upstream: upstream.name, missing: now.missing },
+          `${line}; no peer left: requests get 503`,
+        );
+      else this.log.info({ upstream: upstream.name, peers: now.peers.length, version: after.version }, line);
+    }
+  }
+}
+
+/** Fold one lookup outcome into what is known of a record set. */
+function applyOutcome(
+  set: RecordSet,
+  outcome: Outcome,
+  now: number,
+  removeAfter: number,
+  staleMax: number,
+): void {
+  if (outcome.kind === "answer") {
+    set.addresses = outcome.addresses;
+    set.records = outcome.records;
+    set.ttl = outcome.ttl;
+    set.negativeSince = undefined;
+    set.failingSince = undefined;
+    set.reason = undefined;
+    return;
+  }
+  set.reason = outcome.reason;
+  if (outcome.kind === "negative") {
+    set.failingSince = undefined;
+    set.negativeSince ??= now;
+    // One NXDOMAIN is not enough to drop working peers: only one that lasts `remove_after`.
+    if (set.addresses === undefined || now - set.negativeSince >= removeAfter) {
+      set.addresses = [];
+      set.records = [];
+    }
+    return;
+  }
+  set.failingSince ??= now;
+  // Nameservers failing: keep the last known answer, up to `stale_max`.
+  if (set.addresses !== undefined && now - set.failingSince >= staleMax) {
+    set.addresses = [];
+    set.records = [];
+    set.reason = `${outcome.reason} (for longer than stale_max)`;
+  }
+}
+
+/** A name's addresses under its family policy. */
+function nameView(target: Target): { addresses: string[]; ttl: number; reason?: string } {
+  const a = target.sets.get("A");
+  const aaaa = target.sets.get("AAAA");
+  const v4 = a?.addresses ?? [];
+  const v6 = aaaa?.addresses ?? [];
+  let addresses: string[];
+  let used: Array<RecordSet | undefined>;
+  switch (target.family) {
+    case "ipv4":
+      [addresses, used] = [v4, [a]];
+      break;
+    case "ipv6":
+      [addresses, used] = [v6, [aaaa]];
+      break;
+    case "prefer_ipv4":
+      [addresses, used] = v4.length > 0 ? [v4, [a]] : [v6, [aaaa]];
+      break;
+    case "prefer_ipv6":
+      [addresses, used] = v6.length > 0 ? [v6, [aaaa]] : [v4, [a]];
+      break;
+    default:
+      [addresses, used] = [
+        [...v4, ...v6],
+        [a, aaaa],
+      ];
+  }
+  const ttls = used.filter((s): s is RecordSet => !!s?.addresses?.length).map((s) => s.ttl);
+  const ttl = ttls.length > 0 ? Math.min(...ttls) : 0;
+  if (addresses.length > 0) return { addresses, ttl };
+  const reasons = [a, aaaa].map((s) => s?.reason).filter((r): r is string => !!r);
+  return {
+    addresses,
+    ttl,
+    reason: reasons.length > 0 ? `${target.name}: ${reasons.join("; ")}` : "not resolved yet",
+  };
+}
+
+function causeText(target: Target, table: PeerTable): string {
+  const view = target.kind === "name" ? table.names[target.key] : table.services[target.key];
+  if (view?.reason) return `${target.name}, ${view.reason}`;
+  return `${target.name}, ttl ${view?.ttl ?? 0}s`;
+}
+
+/** Resolver options from the `dns` section; `onReadError` hears of a CA/cert/key file that cannot be read. */
+export function resolverOptions(
+  dns: DnsConfig,
+  onReadError: (file: string, err: Error) => void,
+): ResolverOptions {
+  const read = (file: string | undefined) => {
+    if (file === undefined) return undefined;
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      onReadError(file, err as Error);
+      return undefined;
+    }
+  };
+  return {
+    nameservers: dns.nameservers,
+    timeoutMs: dns.timeout,
+    attempts: dns.attempts,
+    minTtl: Math.ceil(dns.minTtl / 1000),
+    maxTtl: Math.floor(dns.maxTtl / 1000),
+    staleMaxMs: dns.staleMax,
+    // Discovery backs off on its own; the resolver must not hide a recovered server for 30 s.
+    staleRetryMs: 1000,
+    tls: { ca: read(dns.ca), cert: read(dns.cert), key: read(dns.key) },
+  };
+}
+
+/** The master's resolver, from the `dns` section. */
+function createResolver(dns: DnsConfig, log: Logger): Resolver {
+  return new Resolver(
+    resolverOptions(dns, (file, err) => log.error({ file }, `DNS: cannot read ${file}: ${err.message}`)),
+  );
+}

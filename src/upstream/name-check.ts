@@ -1,0 +1,67 @@
+/**
+ * For `portico check`: the upstream names that do not resolve right now. They are warnings,
+ * not errors: Portico starts anyway, answers 503 for such an upstream, and serves it as soon
+ * as the name resolves (a name that does not exist yet is normal during a rollout).
+ */
+import type { Config, ConfigIssue } from "../config/types.js";
+import { DnsError, Resolver } from "../dns/index.js";
+import { resolverOptions } from "./discovery.js";
+
+/** Longest time one check query may take: `portico check` must stay quick. */
+const CHECK_TIMEOUT_MS = 2000;
+
+export async function unresolvedNameWarnings(config: Config): Promise<ConfigIssue[]> {
+  const issues: ConfigIssue[] = [];
+  const resolver = new Resolver({
+    ...resolverOptions(config.dns, (file, err) =>
+      issues.push({
+        file: config.file,
+        line: 0,
+        col: 0,
+        severity: "warning",
+        message: `cannot read ${file}: ${err.message}`,
+      }),
+    ),
+    timeoutMs: Math.min(config.dns.timeout ?? CHECK_TIMEOUT_MS, CHECK_TIMEOUT_MS),
+    attempts: 1,
+  });
+  const checks: Promise<void>[] = [];
+  for (const upstream of Object.values(config.upstreams)) {
+    const family = upstream.dns.family;
+    for (const server of upstream.servers) {
+      if (server.kind === "address" && server.fixed) continue;
+      const name = server.kind === "address" ? server.host : server.service;
+      const types =
+        server.kind === "service"
+          ? (["SRV"] as const)
+          : family === "ipv4"
+            ? (["A"] as const)
+            : family === "ipv6"
+              ? (["AAAA"] as const)
+              : (["A", "AAAA"] as const);
+      checks.push(
+        (async () => {
+          const failures: string[] = [];
+          for (const type of types) {
+            try {
+              await resolver.resolve(name, type);
+              return;
+            } catch (err) {
+              failures.push(err instanceof DnsError ? `${type}: ${err.code}` : `${type}: ${String(err)}`);
+            }
+          }
+          issues.push({
+            file: server.position.file,
+            line: server.position.line,
+            col: server.position.col,
+            severity: "warning",
+            message: `upstream '${upstream.name}': ${name} does not resolve now (${failures.join(", ")}); Portico starts anyway, answers 503 for this server until it resolves, then serves it`,
+          });
+        })(),
+      );
+    }
+  }
+  await Promise.all(checks);
+  await resolver.close();
+  return issues.sort((a, b) => a.line - b.line || a.col - b.col);
+}

@@ -1,0 +1,112 @@
+/**
+ * The peer table: what the master's discovery learned from DNS, as it is pushed to workers
+ * (plain JSON, versioned), and the one function both sides use to turn it into an upstream's
+ * peers. The master logs the diffs it computes with it; workers apply the same diffs.
+ */
+import { isIPv6 } from "node:net";
+import type { AddressFamily, Upstream, UpstreamServer } from "../config/types.js";
+
+/** The addresses a name resolved to (per its family setting). */
+export interface ResolvedName {
+  addresses: string[];
+  /** Smallest TTL of the records behind `addresses`, seconds (for logs). */
+  ttl: number;
+  /** Why there are no addresses (for a 503 body and the logs), when there are none. */
+  reason?: string;
+}
+
+/** One peer of an SRV service: a target's address with the record's port, weight and priority. */
+export interface ServicePeer {
+  address: string;
+  port: number;
+  weight: number;
+  priority: number;
+  /** The SRV target name it came from. */
+  target: string;
+}
+
+/** The peers an SRV name resolved to. */
+export interface ResolvedService {
+  peers: ServicePeer[];
+  ttl: number;
+  reason?: string;
+}
+
+/** A versioned snapshot of everything discovered, keyed by `nameKey` and `serviceKey`. */
+export interface PeerTable {
+  version: number;
+  names: Record<string, ResolvedName>;
+  services: Record<string, ResolvedService>;
+}
+
+/** The empty table (version 0): names not resolved yet. */
+export const EMPTY_PEER_TABLE: PeerTable = { version: 0, names: {}, services: {} };
+
+/** Table key of a name resolved for a family. */
+export function nameKey(host: string, family: AddressFamily): string {
+  return `${family} ${host}`;
+}
+
+/** Table key of an SRV name resolved for a family. */
+export function serviceKey(service: string, family: AddressFamily): string {
+  return `${family} ${service}`;
+}
+
+/** One peer an upstream should have. */
+export interface PeerSpec {
+  /** `ip:port` (`[ip]:port` for IPv6): the peer's identity across tables. */
+  key: string;
+  host: string;
+  port: number;
+  weight: number;
+  /** SRV priority (lower is preferred); 0 for `address` servers. */
+  priority: number;
+}
+
+/** `ip:port`, brackets around IPv6. */
+export function peerKey(host: string, port: number): string {
+  return `${isIPv6(host) ? `[${host}]` : host}:${port}`;
+}
+
+/** Where a server's peers come from, for logs and 503 bodies. */
+export function serverLabel(server: UpstreamServer): string {
+  return server.kind === "service" ? server.service : server.text;
+}
+
+/**
+ * The peers of `upstream` under `table`, and why servers contribute none. A peer listed by
+ * two servers is kept once, with the larger weight and the lower priority.
+ */
+export function upstreamPeers(
+  upstream: Upstream,
+  table: PeerTable,
+): { peers: PeerSpec[]; missing: string[] } {
+  const byKey = new Map<string, PeerSpec>();
+  const missing: string[] = [];
+  const add = (host: string, port: number, weight: number, priority: number) => {
+    const key = peerKey(host, port);
+    const seen = byKey.get(key);
+    if (!seen) byKey.set(key, { key, host, port, weight: Math.max(1, weight), priority });
+    else {
+      seen.weight = Math.max(seen.weight, weight);
+      seen.priority = Math.min(seen.priority, priority);
+    }
+  };
+  for (const server of upstream.servers) {
+    if (server.kind === "address" && server.fixed) {
+      add(server.host, server.port, server.weight, 0);
+    } else if (server.kind === "address") {
+      const resolved = table.names[nameKey(server.host, upstream.dns.family)];
+      if (!resolved?.addresses.length)
+        missing.push(`${server.text}: ${resolved?.reason ?? "not resolved yet"}`);
+      for (const address of resolved?.addresses ?? []) add(address, server.port, server.weight, 0);
+    } else {
+      const resolved = table.services[serviceKey(server.service, upstream.dns.family)];
+      if (!resolved?.peers.length)
+        missing.push(`${server.service}: ${resolved?.reason ?? "not resolved yet"}`);
+      // RFC 2782: weight 0 means "only when nothing else"; balancers need >= 1, so 0 becomes 1.
+      for (const p of resolved?.peers ?? []) add(p.address, p.port, p.weight, p.priority);
+    }
+  }
+  return { peers: [...byKey.values()], missing };
+}
