@@ -1,8 +1,8 @@
 /**
  * The resolver's cache: key = name + type, positive and negative entries, each with its
  * expiry; expired entries are kept for serve-stale (RFC 8767) until `staleMaxMs` past expiry.
- * Bounded: the least recently used entry is evicted past `maxEntries` (a Map keeps insertion
- * order; a hit re-inserts its key).
+ * Bounded: the least recently used entry is evicted past `maxEntries` (a linked list in order of
+ * use; a hit moves its entry to the newest end).
  */
 import type { DnsErrorCode } from "./errors.js";
 import type { DnsAnswer } from "./types.js";
@@ -28,8 +28,24 @@ export interface CacheCounters {
   evictions: number;
 }
 
+/** A cache entry in the recency list, oldest to newest. */
+interface LruNode {
+  key: string;
+  entry: CacheEntry;
+  older: LruNode | undefined;
+  newer: LruNode | undefined;
+}
+
 export class DnsCache {
-  private readonly entries = new Map<string, CacheEntry>();
+  /**
+   * Key -> node of a doubly linked list in order of use. Not the Map's own insertion order:
+   * evicting through `keys().next()` walks over the holes that deletes leave at the front of a
+   * V8 Map until it is rehashed, which made every insertion into a full cache cost thousands
+   * of steps.
+   */
+  private readonly nodes = new Map<string, LruNode>();
+  private oldest: LruNode | undefined;
+  private newest: LruNode | undefined;
   readonly counters: CacheCounters = { hits: 0, misses: 0, staleServed: 0, prefetches: 0, evictions: 0 };
 
   constructor(
@@ -39,41 +55,79 @@ export class DnsCache {
 
   /** The entry for `key`, fresh or stale-but-servable, marking it recently used. */
   get(key: string, now: number): CacheEntry | undefined {
-    const entry = this.entries.get(key);
-    if (!entry) return undefined;
-    if (now >= entry.expiresAt + this.staleMaxMs) {
-      this.entries.delete(key);
+    const node = this.nodes.get(key);
+    if (!node) return undefined;
+    if (now >= node.entry.expiresAt + this.staleMaxMs) {
+      this.remove(node);
       return undefined;
     }
-    this.entries.delete(key);
-    this.entries.set(key, entry);
-    return entry;
+    this.touch(node);
+    return node.entry;
   }
 
   set(key: string, entry: CacheEntry): void {
-    this.entries.delete(key);
-    this.entries.set(key, entry);
-    while (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next().value as string;
-      this.entries.delete(oldest);
+    const existing = this.nodes.get(key);
+    if (existing) {
+      existing.entry = entry;
+      this.touch(existing);
+      return;
+    }
+    const node: LruNode = { key, entry, older: this.newest, newer: undefined };
+    if (this.newest) this.newest.newer = node;
+    else this.oldest = node;
+    this.newest = node;
+    this.nodes.set(key, node);
+    while (this.nodes.size > this.maxEntries && this.oldest) {
+      this.remove(this.oldest);
       this.counters.evictions++;
     }
   }
 
   get size(): number {
-    return this.entries.size;
+    return this.nodes.size;
   }
 
-  /** Every entry, for a status page: key, seconds left (negative when stale), and whether negative. */
+  /** Every entry, least recently used first, for a status page: key, seconds left (negative when stale), and whether negative. */
   list(now = Date.now()): Array<{ key: string; ttlLeft: number; negative: boolean }> {
-    return [...this.entries].map(([key, e]) => ({
-      key,
-      ttlLeft: Math.round((e.expiresAt - now) / 1000),
-      negative: e.negative !== undefined,
-    }));
+    const out: Array<{ key: string; ttlLeft: number; negative: boolean }> = [];
+    for (let node = this.oldest; node; node = node.newer) {
+      out.push({
+        key: node.key,
+        ttlLeft: Math.round((node.entry.expiresAt - now) / 1000),
+        negative: node.entry.negative !== undefined,
+      });
+    }
+    return out;
   }
 
   clear(): void {
-    this.entries.clear();
+    this.nodes.clear();
+    this.oldest = undefined;
+    this.newest = undefined;
+  }
+
+  /** Move `node` to the newest end. */
+  private touch(node: LruNode): void {
+    if (node === this.newest) return;
+    this.unlink(node);
+    node.older = this.newest;
+    node.newer = undefined;
+    if (this.newest) this.newest.newer = node;
+    else this.oldest = node;
+    this.newest = node;
+  }
+
+  private remove(node: LruNode): void {
+    this.unlink(node);
+    this.nodes.delete(node.key);
+  }
+
+  private unlink(node: LruNode): void {
+    if (node.older) node.older.newer = node.newer;
+    else this.oldest = node.newer;
+    if (node.newer) node.newer.older = node.older;
+    else this.newest = node.older;
+    node.older = undefined;
+    node.newer = undefined;
   }
 }

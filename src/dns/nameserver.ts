@@ -9,7 +9,7 @@ import type { Response } from "./message.js";
 import { HttpsTransport } from "./transports/https.js";
 import { StreamTransport } from "./transports/stream.js";
 import type { Endpoint, Transport, TransportEvents } from "./transports/transport.js";
-import { UdpTransport } from "./transports/udp.js";
+import { DEFAULT_UDP_QUERIES_PER_SOCKET, UdpTransport } from "./transports/udp.js";
 import type { Question, TransportKind } from "./types.js";
 
 const DEFAULT_PORTS: Record<TransportKind, number> = { udp: 53, tcp: 53, tls: 853, https: 443 };
@@ -96,7 +96,13 @@ export class Nameserver {
   private readonly counters: Omit<NameserverStats, "url" | "breaker">;
   private readonly events: TransportEvents;
 
-  constructor(url: string, tls: TlsOptions = {}, breaker: BreakerOptions = {}) {
+  /** `udpQueriesPerSocket`: see ResolverOptions. */
+  constructor(
+    url: string,
+    tls: TlsOptions = {},
+    breaker: BreakerOptions = {},
+    udpQueriesPerSocket = DEFAULT_UDP_QUERIES_PER_SOCKET,
+  ) {
     const { kind, ...endpoint } = parseNameserverUrl(url, tls);
     this.url = url;
     this.kind = kind;
@@ -117,7 +123,7 @@ export class Nameserver {
     this.events = { onSpoofed: () => this.counters.spoofed++ };
     this.transport =
       kind === "udp"
-        ? new UdpTransport(endpoint, this.events)
+        ? new UdpTransport(endpoint, this.events, udpQueriesPerSocket)
         : kind === "https"
           ? new HttpsTransport(endpoint, this.events)
           : new StreamTransport(kind, endpoint, this.events);
@@ -131,37 +137,48 @@ export class Nameserver {
     question: Question,
     timeoutMs: number,
   ): Promise<{ response: Response; transport: TransportKind }> {
-    let response = await this.send(this.transport, question, timeoutMs);
-    let transport = this.kind;
-    if (this.kind === "udp" && response.flag_tc) {
+    let transport = this.transport;
+    let kind = this.kind;
+    for (;;) {
+      const started = this.sending();
+      let response: Response;
+      try {
+        response = await transport.exchange(question, timeoutMs);
+      } catch (err) {
+        this.failed(err);
+        throw err;
+      }
+      this.answered(response, started);
+      if (kind !== "udp" || !response.flag_tc) return { response, transport: kind };
       this.counters.truncated++;
       this.tcpFallback ??= new StreamTransport("tcp", this.endpoint, this.events);
-      response = await this.send(this.tcpFallback, question, timeoutMs);
-      transport = "tcp";
+      transport = this.tcpFallback;
+      kind = "tcp";
     }
-    return { response, transport };
   }
 
-  private async send(transport: Transport, question: Question, timeoutMs: number): Promise<Response> {
+  /** Count a query about to be sent; returns its start time for the latency. */
+  private sending(): number {
+    this.counters.sent++;
+    return performance.now();
+  }
+
+  private answered(response: Response, started: number): void {
     const c = this.counters;
-    c.sent++;
-    const started = performance.now();
-    try {
-      const response = await transport.exchange(question, timeoutMs);
-      const ms = performance.now() - started;
-      c.answered++;
-      c.latencyMsTotal += ms;
-      if (ms > c.latencyMsMax) c.latencyMsMax = ms;
-      const rcode = response.rcode ?? "NOERROR";
-      c.rcodes[rcode] = (c.rcodes[rcode] ?? 0) + 1;
-      return response;
-    } catch (err) {
-      const code = err instanceof DnsError ? err.code : "NETWORK";
-      if (code === "TIMEOUT") c.timeouts++;
-      else if (code === "MALFORMED") c.malformed++;
-      else c.networkErrors++;
-      throw err;
-    }
+    const ms = performance.now() - started;
+    c.answered++;
+    c.latencyMsTotal += ms;
+    if (ms > c.latencyMsMax) c.latencyMsMax = ms;
+    const rcode = response.rcode ?? "NOERROR";
+    c.rcodes[rcode] = (c.rcodes[rcode] ?? 0) + 1;
+  }
+
+  private failed(err: unknown): void {
+    const c = this.counters;
+    const code = err instanceof DnsError ? err.code : "NETWORK";
+    if (code === "TIMEOUT") c.timeouts++;
+    else if (code === "MALFORMED") c.malformed++;
+    else c.networkErrors++;
   }
 
   stats(): NameserverStats {

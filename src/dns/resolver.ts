@@ -11,7 +11,15 @@ import { HostsFile } from "./hosts.js";
 import { answerRecords, canonicalName, negativeTtl, type Response } from "./message.js";
 import { Nameserver, type NameserverStats, type TlsOptions } from "./nameserver.js";
 import { readResolvConf } from "./resolv-conf.js";
-import type { CnameRecord, DnsAnswer, DnsRecord, QueryType, TransportKind } from "./types.js";
+import type {
+  AnswerSource,
+  CnameRecord,
+  DnsAnswer,
+  DnsRecord,
+  QueryType,
+  Question,
+  TransportKind,
+} from "./types.js";
 
 /** Resolver settings. Durations in milliseconds, TTLs in seconds. */
 export interface ResolverOptions {
@@ -49,6 +57,12 @@ export interface ResolverOptions {
   hostsTtl?: number;
   /** Longest CNAME chain followed. Default 8. */
   maxCnameChain?: number;
+  /**
+   * `udp://` nameservers: how many queries one socket (one random source port) carries, one at
+   * a time, before it is closed and replaced by a socket on a new random port. 1 is a fresh
+   * socket for every query; larger trades some port churn (RFC 5452 §9.2) for speed. Default 8.
+   */
+  udpQueriesPerSocket?: number;
 }
 
 /** The resolver's counters: cache and each nameserver. */
@@ -57,7 +71,15 @@ export interface ResolverStats {
   nameservers: NameserverStats[];
 }
 
-const LABEL = /^[a-z0-9_*]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
+/** A nameserver's response and who gave it, as `ask` returns it. */
+interface Asked {
+  response: Response;
+  server: string;
+  transport: TransportKind;
+}
+
+/** For the prefetch, whose failure only the cache counters show. */
+function ignore(): void {}
 
 export class Resolver {
   readonly nameservers: Nameserver[];
@@ -81,7 +103,7 @@ export class Resolver {
     const explicit = options.nameservers !== undefined;
     const conf = explicit ? undefined : readResolvConf(options.resolvConf);
     this.nameservers = (options.nameservers ?? conf?.nameservers ?? []).map(
-      (url) => new Nameserver(url, options.tls, options.breaker),
+      (url) => new Nameserver(url, options.tls, options.breaker, options.udpQueriesPerSocket),
     );
     this.timeoutMs = options.timeoutMs ?? (conf ? conf.timeout * 1000 : 2000);
     this.attempts = options.attempts ?? conf?.attempts ?? 2;
@@ -141,7 +163,7 @@ export class Resolver {
       // Prefetch: a hit in the last 10% of the TTL refreshes the entry before it expires.
       if (entry.expiresAt - now < entry.ttl * 100 && !this.inflight.has(key)) {
         this.cache.counters.prefetches++;
-        this.share(key, () => this.query(name, type, chain, entry)).catch(() => {});
+        this.share(key, name, type, chain, entry).catch(ignore);
       }
       return entry.answer
         ? Promise.resolve(fromCache(entry, entry.answer, now))
@@ -149,14 +171,24 @@ export class Resolver {
     }
     this.cache.counters.misses++;
     if (entry && now < entry.retryAfter) return this.serveStale(entry, now);
-    return this.share(key, () => this.query(name, type, chain, entry));
+    return this.share(key, name, type, chain, entry);
   }
 
   /** Single flight: concurrent callers of one name and type share one query. */
-  private share(key: string, run: () => Promise<DnsAnswer>): Promise<DnsAnswer> {
+  private share(
+    key: string,
+    name: string,
+    type: QueryType,
+    chain: string[],
+    stale: CacheEntry | undefined,
+  ): Promise<DnsAnswer> {
     const existing = this.inflight.get(key);
     if (existing) return existing;
-    const promise = run().finally(() => this.inflight.delete(key));
+    const badName = nameError(name, type);
+    if (badName) return Promise.reject(badName);
+    // query() always awaits before it settles (and leaves `inflight` in its finally), so the
+    // promise is registered here before it can be removed.
+    const promise = this.query(key, name, type, chain, stale);
     this.inflight.set(key, promise);
     return promise;
   }
@@ -180,56 +212,87 @@ export class Resolver {
     };
   }
 
-  /** Ask the nameservers; on server failure fall back to the stale entry if there is one. */
+  /**
+   * Ask the nameservers; on server failure fall back to the stale entry if there is one.
+   * Removes `key` from `inflight` when done.
+   */
   private async query(
+    key: string,
     name: string,
     type: QueryType,
     chain: string[],
     stale: CacheEntry | undefined,
   ): Promise<DnsAnswer> {
-    checkName(name, type);
-    let asked: { response: Response; server: string; transport: TransportKind };
     try {
-      asked = await this.ask(name, type);
-    } catch (err) {
-      if (stale && err instanceof DnsError && SERVER_FAILURES.has(err.code)) {
-        const now = Date.now();
-        stale.retryAfter = now + this.staleRetryMs;
-        return this.serveStale(stale, now);
+      let asked: Asked;
+      try {
+        asked = await this.ask(name, type);
+      } catch (err) {
+        if (stale && err instanceof DnsError && SERVER_FAILURES.has(err.code)) {
+          const now = Date.now();
+          stale.retryAfter = now + this.staleRetryMs;
+          return this.staleAnswer(stale, now);
+        }
+        throw err;
       }
-      throw err;
+      const answer = this.store(key, name, type, chain, asked);
+      // Only a CNAME chain without its end needs another (awaited) lookup.
+      return answer instanceof Promise ? await answer : answer;
+    } finally {
+      this.inflight.delete(key);
     }
-    return this.store(name, type, chain, asked.response, asked.server, asked.transport);
   }
 
   private serveStale(entry: CacheEntry, now: number): Promise<DnsAnswer> {
+    try {
+      return Promise.resolve(this.staleAnswer(entry, now));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** An expired entry served per RFC 8767 (the retry interval as TTL), or its negative error thrown. */
+  private staleAnswer(entry: CacheEntry, now: number): DnsAnswer {
     this.cache.counters.staleServed++;
-    if (!entry.answer) return Promise.reject(negativeError(entry));
-    return Promise.resolve({
-      ...fromCache(entry, entry.answer, now),
-      ttl: Math.max(1, Math.ceil(this.staleRetryMs / 1000)),
-      stale: true,
-    });
+    if (!entry.answer) throw negativeError(entry);
+    const answer = fromCache(entry, entry.answer, now);
+    answer.ttl = Math.max(1, Math.ceil(this.staleRetryMs / 1000));
+    answer.stale = true;
+    return answer;
   }
 
   /** Failover across nameservers (or rotate), `attempts` rounds; open breakers are skipped unless all are open. */
-  private async ask(name: string, type: QueryType) {
+  private async ask(name: string, type: QueryType): Promise<Asked> {
     const servers = this.nameservers;
-    if (servers.length === 0) {
+    const count = servers.length;
+    if (count === 0) {
       throw new DnsError(
         "NO_NAMESERVERS",
         `cannot resolve ${name}: no nameserver configured (and none in resolv.conf)`,
         { name, type },
       );
     }
-    const start = this.rotate ? this.nextServer++ % servers.length : 0;
+    const start = this.rotate ? this.nextServer++ % count : 0;
+    const question: Question = { name, type };
     let lastError: unknown;
     for (let attempt = 0; attempt < this.attempts; attempt++) {
-      const open = servers.map((_, i) => servers[(start + i) % servers.length] as Nameserver);
-      const allowed = open.filter((ns) => ns.breaker.allow());
-      for (const ns of allowed.length > 0 ? allowed : open) {
+      // Every breaker is consulted once per round, before any is asked (allow() lets one probe
+      // through); with one server it is asked whatever its breaker says.
+      let ordered: readonly Nameserver[] = servers;
+      if (count === 1) servers[0]?.breaker.allow();
+      else {
+        const rotated: Nameserver[] = [];
+        const allowed: Nameserver[] = [];
+        for (let i = 0; i < count; i++) {
+          const ns = servers[(start + i) % count] as Nameserver;
+          rotated.push(ns);
+          if (ns.breaker.allow()) allowed.push(ns);
+        }
+        ordered = allowed.length > 0 ? allowed : rotated;
+      }
+      for (const ns of ordered) {
         try {
-          const { response, transport } = await ns.query({ name, type }, this.timeoutMs);
+          const { response, transport } = await ns.query(question, this.timeoutMs);
           const rcode = response.rcode ?? "NOERROR";
           if (rcode === "NOERROR" || rcode === "NXDOMAIN") {
             ns.breaker.success();
@@ -253,45 +316,49 @@ export class Resolver {
     throw lastError;
   }
 
-  /** Turn a response into an answer (following CNAMEs) or a negative error, and cache it. */
-  private async store(
+  /**
+   * Turn a response into an answer and cache it, or cache and throw the negative error. A CNAME
+   * chain the server did not finish is followed through the cache: then the result is a promise.
+   */
+  private store(
+    key: string,
     name: string,
     type: QueryType,
     chain: string[],
-    response: Response,
-    server: string,
-    transport: TransportKind,
-  ): Promise<DnsAnswer> {
-    const key = `${type} ${name}`;
+    { response, server, transport }: Asked,
+  ): DnsAnswer | Promise<DnsAnswer> {
     const records = answerRecords(response);
-    const source = { kind: "nameserver" as const, server, transport };
+    const source: AnswerSource = { kind: "nameserver", server, transport };
     const cnames: CnameRecord[] = [];
     let current = name;
-    let matches: DnsRecord[] = [];
+    const matches: DnsRecord[] = [];
     if (response.rcode !== "NXDOMAIN") {
       for (;;) {
-        matches = records.filter((r) => r.type === type && r.name === current);
-        if (matches.length > 0) break;
-        const cname = records.find((r): r is CnameRecord => r.type === "CNAME" && r.name === current);
-        if (!cname) break;
+        let cname: CnameRecord | undefined;
+        for (const r of records) {
+          if (r.name !== current) continue;
+          if (r.type === type) matches.push(r);
+          else if (r.type === "CNAME") cname ??= r;
+        }
+        if (matches.length > 0 || !cname) break;
         this.checkChain(name, cname.target, [...chain, ...cnames.map((c) => c.name)], cnames.length);
         cnames.push(cname);
         current = cname.target;
       }
     }
     if (matches.length > 0) {
-      const ttl = this.clamp(Math.min(...matches.map((r) => r.ttl), ...cnames.map((r) => r.ttl)));
-      const answer: DnsAnswer = { name, type, records: matches, cnames, ttl, source, stale: false };
-      this.remember(key, ttl, { answer });
+      let ttl = Number.POSITIVE_INFINITY;
+      for (const r of matches) if (r.ttl < ttl) ttl = r.ttl;
+      for (const r of cnames) if (r.ttl < ttl) ttl = r.ttl;
+      ttl = this.clamp(ttl);
+      // Usually every record matched: keep the one array (the answer stays in the cache).
+      const kept = matches.length === records.length ? records : matches;
+      const answer: DnsAnswer = { name, type, records: kept, cnames, ttl, source, stale: false };
+      this.remember(key, ttl, answer, undefined);
       return answer;
     }
     if (cnames.length > 0 && response.rcode !== "NXDOMAIN") {
-      // The server gave the chain but not its end: ask for the target (through the cache).
-      const target = await this.resolveExact(current, type, [...chain, name, ...cnames.map((c) => c.name)]);
-      const ttl = this.clamp(Math.min(target.ttl, ...cnames.map((r) => r.ttl)));
-      const answer: DnsAnswer = { ...target, name, cnames: [...cnames, ...target.cnames], ttl, source };
-      if (!target.stale) this.remember(key, ttl, { answer });
-      return answer;
+      return this.followChain(key, name, type, chain, cnames, current, source);
     }
     const code = response.rcode === "NXDOMAIN" ? "NXDOMAIN" : "NODATA";
     const message =
@@ -299,11 +366,30 @@ export class Resolver {
         ? `${name} does not exist (NXDOMAIN from ${server})`
         : `${name} has no ${type} record (NODATA from ${server})`;
     const negTtl = negativeTtl(response);
-    const entry = { negative: { code, message } as const };
     // RFC 2308 §5: without an SOA the negative answer must not be cached.
     if (negTtl !== undefined)
-      this.remember(key, Math.min(Math.max(negTtl, this.minTtl), this.maxNegativeTtl), entry);
+      this.remember(key, Math.min(Math.max(negTtl, this.minTtl), this.maxNegativeTtl), undefined, {
+        code,
+        message,
+      });
     throw new DnsError(code, message, { name, type, server });
+  }
+
+  /** The server gave the chain but not its end: ask for the target (through the cache). */
+  private async followChain(
+    key: string,
+    name: string,
+    type: QueryType,
+    chain: string[],
+    cnames: CnameRecord[],
+    target: string,
+    source: AnswerSource,
+  ): Promise<DnsAnswer> {
+    const end = await this.resolveExact(target, type, [...chain, name, ...cnames.map((c) => c.name)]);
+    const ttl = this.clamp(Math.min(end.ttl, ...cnames.map((r) => r.ttl)));
+    const answer: DnsAnswer = { ...end, name, cnames: [...cnames, ...end.cnames], ttl, source };
+    if (!end.stale) this.remember(key, ttl, answer, undefined);
+    return answer;
   }
 
   private checkChain(name: string, target: string, seen: string[], length: number): void {
@@ -321,9 +407,14 @@ export class Resolver {
     }
   }
 
-  private remember(key: string, ttl: number, entry: Pick<CacheEntry, "answer" | "negative">): void {
+  private remember(
+    key: string,
+    ttl: number,
+    answer: DnsAnswer | undefined,
+    negative: CacheEntry["negative"],
+  ): void {
     const now = Date.now();
-    this.cache.set(key, { ...entry, ttl, storedAt: now, expiresAt: now + ttl * 1000, retryAfter: 0 });
+    this.cache.set(key, { answer, negative, ttl, storedAt: now, expiresAt: now + ttl * 1000, retryAfter: 0 });
   }
 
   private clamp(ttl: number): number {
@@ -361,17 +452,37 @@ function negativeError(entry: CacheEntry): DnsError {
   return new DnsError(negative.code, `${negative.message} (cached)`);
 }
 
-/** RFC 1035 §2.3.4 limits: 253 characters, labels of 1 to 63; `_` allowed for SRV names. */
-function checkName(name: string, type: QueryType): void {
-  const labels = name.split(".");
-  if (name.length === 0 || name.length > 253 || !labels.every((label) => LABEL.test(label))) {
-    throw new DnsError(
-      "BAD_NAME",
-      `'${name}' is not a valid DNS name (labels of letters, digits, '-', '_'; at most 63 characters each, 253 in all)`,
-      {
-        name,
-        type,
-      },
-    );
+const DOT = 0x2e;
+const HYPHEN = 0x2d;
+const STAR = 0x2a;
+
+/**
+ * RFC 1035 §2.3.4 limits: 253 characters, labels of 1 to 63; `_` allowed for SRV names, `*` as
+ * a label's first character. Names arrive canonical (lower case). The error, or undefined for a
+ * valid name; a loop rather than split and a regex, as it runs for every query sent.
+ */
+function nameError(name: string, type: QueryType): DnsError | undefined {
+  let valid = name.length > 0 && name.length <= 253;
+  let labelStart = 0;
+  for (let i = 0; valid && i <= name.length; i++) {
+    const c = i === name.length ? DOT : name.charCodeAt(i);
+    if (c === DOT) {
+      const length = i - labelStart;
+      // No '-' at either end; the first character may be '*', and nothing else may be.
+      valid = length >= 1 && length <= 63 && name.charCodeAt(i - 1) !== HYPHEN;
+      labelStart = i + 1;
+    } else if (i === labelStart) valid = c === STAR || (c !== HYPHEN && isLabelChar(c));
+    else valid = isLabelChar(c);
   }
+  if (valid) return undefined;
+  return new DnsError(
+    "BAD_NAME",
+    `'${name}' is not a valid DNS name (labels of letters, digits, '-', '_'; at most 63 characters each, 253 in all)`,
+    { name, type },
+  );
+}
+
+/** a-z, 0-9, '_' and '-'. */
+function isLabelChar(c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x5f || c === HYPHEN;
 }

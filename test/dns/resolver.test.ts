@@ -303,6 +303,20 @@ describe("names and bad answers", () => {
     const err = await failure(resolver().resolve(`${"x".repeat(64)}.test`, "A"));
     expect(err.code).toBe("BAD_NAME");
     expect(server.count()).toBe(0);
+    const bad = ["-a.test", "a-.test", "a..test", "a*.test", "a b.test", "ü.test", `${"a.".repeat(127)}test`];
+    for (const name of bad)
+      expect((await failure(resolver().resolve(name, "A"))).code, name).toBe("BAD_NAME");
+    expect(server.count()).toBe(0);
+    // Valid: '_' anywhere, '*' as a first character, a 63-character label, 253 characters in all.
+    const good = [
+      "_http._tcp.a-b.test",
+      "*.test",
+      "*x.test",
+      `${"x".repeat(63)}.test`,
+      `${"a.".repeat(124)}test`,
+    ];
+    for (const name of good)
+      expect((await failure(resolver().resolve(name, "A"))).code, name).toBe("NXDOMAIN");
   });
 
   it("applies the search list and ndots", async () => {

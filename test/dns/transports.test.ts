@@ -1,5 +1,8 @@
 // The resolver against the real test DNS server on loopback, over each transport.
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createSocket } from "node:dgram";
+import { readdirSync } from "node:fs";
+import dnsPacket from "dns-packet";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Resolver, type ResolverOptions } from "../../src/dns/index.js";
 import { startDnsServer, type TestDnsServer } from "../helpers/dns-server.js";
 
@@ -93,14 +96,108 @@ describe.each(["udp", "tcp", "tls", "https"] as const)("over %s", (transport) =>
 });
 
 describe("transport safety", () => {
-  it("uses a fresh random ID and source port for every UDP query", async () => {
+  it("uses a random ID and a distinct source port for every UDP query in flight", async () => {
     const r = resolver({ nameservers: [server.urls.udp] });
     for (let i = 0; i < 20; i++) server.set(`p${i}.test`, "A", ["10.2.0.1"]);
     await Promise.all(Array.from({ length: 20 }, (_, i) => r.resolve(`p${i}.test`, "A")));
     const udp = server.log.filter((e) => e.transport === "udp");
     expect(udp).toHaveLength(20);
+    // Never two queries in flight on one socket.
     expect(new Set(udp.map((e) => e.port)).size).toBe(20);
     expect(new Set(udp.map((e) => e.id)).size).toBeGreaterThan(15);
+  });
+
+  it("replaces a UDP socket after udpQueriesPerSocket queries", async () => {
+    for (let i = 0; i < 24; i++) server.set(`q${i}.test`, "A", ["10.2.0.1"]);
+    const ports = async (udpQueriesPerSocket: number, from: number) => {
+      server.resetLog();
+      const r = resolver({ nameservers: [server.urls.udp], udpQueriesPerSocket });
+      // One at a time: every query could take the same idle socket.
+      for (let i = from; i < from + 12; i++) await r.resolve(`q${i}.test`, "A");
+      const uses = new Map<number, number>();
+      for (const e of server.log) uses.set(e.port, (uses.get(e.port) ?? 0) + 1);
+      return [...uses.values()];
+    };
+    // 1: a fresh socket (and source port) for every query.
+    expect(await ports(1, 0)).toEqual(Array(12).fill(1));
+    // 4: a socket carries at most 4 queries, so 12 sequential queries use at least 3 ports.
+    const four = await ports(4, 12);
+    expect(Math.max(...four)).toBeLessThanOrEqual(4);
+    expect(four.reduce((a, b) => a + b)).toBe(12);
+    expect(() => resolver({ nameservers: [server.urls.udp], udpQueriesPerSocket: 0 })).toThrow(
+      /udpQueriesPerSocket/,
+    );
+  });
+
+  it("does not reuse a UDP socket whose query timed out", async () => {
+    server.set("late.test", "A", ["10.2.0.2"]);
+    server.setBehavior("slow.test", "silent");
+    const r = resolver({ nameservers: [server.urls.udp], timeoutMs: 100, udpQueriesPerSocket: 100 });
+    await expect(r.resolve("slow.test", "A")).rejects.toMatchObject({ code: "TIMEOUT" });
+    await r.resolve("late.test", "A");
+    const [slow, late] = server.log.filter((e) => e.transport === "udp");
+    expect(late?.port).not.toBe(slow?.port);
+  });
+
+  it.skipIf(process.platform !== "linux")(
+    "keeps idle UDP sockets from holding the process, and closes them when idle and on close()",
+    async () => {
+      const openFds = () => readdirSync("/proc/self/fd").length;
+      const udpHandles = () => process.getActiveResourcesInfo().filter((x) => x === "UDPWrap").length;
+      const fds = openFds();
+      const handles = udpHandles();
+      for (let i = 0; i < 3; i++) server.set(`idle${i}.test`, "A", ["10.2.0.3"]);
+      const r = resolver({ nameservers: [server.urls.udp], udpQueriesPerSocket: 8 });
+      await Promise.all([r.resolve("idle0.test", "A"), r.resolve("idle1.test", "A")]);
+      // Two sockets stay open for the next queries, but unreferenced.
+      expect(openFds()).toBe(fds + 2);
+      expect(udpHandles()).toBe(handles);
+      await vi.waitFor(() => expect(openFds()).toBe(fds), { timeout: 3000, interval: 50 });
+      await r.resolve("idle2.test", "A");
+      expect(openFds()).toBe(fds + 1);
+      await r.close();
+      expect(openFds()).toBe(fds);
+    },
+  );
+
+  it("drops a late answer to an earlier query that reaches a reused UDP socket", async () => {
+    // A nameserver that answers first.test twice (the copy 50 ms late, as a duplicating
+    // network would) and second.test after 100 ms, so the late copy arrives while second.test
+    // is in flight on the same socket.
+    const fake = createSocket("udp4");
+    const ports: number[] = [];
+    fake.on("message", (bytes, from) => {
+      const query = dnsPacket.decode(bytes);
+      const name = query.questions?.[0]?.name ?? "";
+      ports.push(from.port);
+      const answer = dnsPacket.encode({
+        type: "response",
+        id: query.id,
+        flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+        questions: query.questions,
+        answers: [{ type: "A", name, ttl: 60, data: name === "first.test" ? "10.3.0.1" : "10.3.0.2" }],
+      });
+      const reply = () => fake.send(answer, from.port, from.address);
+      if (name === "first.test") {
+        reply();
+        setTimeout(reply, 50);
+      } else setTimeout(reply, 100);
+    });
+    await new Promise<void>((resolve) => fake.bind(0, "127.0.0.1", resolve));
+    try {
+      const r = resolver({ nameservers: [`udp://127.0.0.1:${fake.address().port}`], udpQueriesPerSocket: 8 });
+      const first = await r.resolve("first.test", "A");
+      expect(first.records[0]).toMatchObject({ address: "10.3.0.1" });
+      const second = await r.resolve("second.test", "A");
+      expect(second.records[0]).toMatchObject({ address: "10.3.0.2" });
+      // Both went out on one socket, and the late copy of the first answer was dropped and counted.
+      expect(ports).toHaveLength(2);
+      expect(ports[1]).toBe(ports[0]);
+      expect(r.stats().nameservers[0]?.spoofed).toBe(1);
+    } finally {
+      await Promise.all(resolvers.splice(0).map((x) => x.close()));
+      await new Promise<void>((resolve) => fake.close(() => resolve()));
+    }
   });
 
   it("retries a truncated UDP answer over TCP", async () => {
