@@ -5,7 +5,7 @@
  */
 
 import { isIP } from "node:net";
-import { isDnsError, parseNameserverUrl } from "../dns/index.js";
+import { NAMESERVER_FORMS, nameserverProblem } from "../dns/index.js";
 import {
   isHostName,
   parseDuration,
@@ -41,59 +41,6 @@ export function checkServerName(name: string): string | undefined {
   if (v6 && !lower.startsWith("*.") && isIP(v6[1] as string) === 6) return undefined;
   if (base !== "" && !base.includes("*") && isHostName(base) && !base.endsWith(".")) return undefined;
   return `invalid server name '${name}': use an exact host name (example.com), a wildcard '*.example.com', or an IP address`;
-}
-
-/** The nameserver forms the DNS layer understands, for messages. */
-const NAMESERVER_FORMS =
-  "udp://IP[:port], tcp://IP[:port], tls://host[:port][?servername=NAME], https://host[:port][/path], or a bare IP (udp, port 53)";
-
-/** What is wrong with a nameserver URL, or undefined when it is valid. */
-function nameserverProblem(text: string): string | undefined {
-  if (isIP(text) !== 0) return undefined;
-  // The URL parser refuses a port above 65535 as "Invalid URL": say what is actually wrong.
-  const port = /^[a-z]+:\/\/(?:\[[^\]]*\]|[^/?#:@]*):(\d+)(?:[/?#]|$)/i.exec(text)?.[1];
-  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {
-    return `port ${port} is out of range: use 1-65535`;
-  }
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    const ipAndPort = /^(?:\[([^\]]*)\]|([^:]*)):\d+$/.exec(text);
-    if (ipAndPort && isIP(ipAndPort[1] ?? ipAndPort[2] ?? "") !== 0) {
-      return `a bare IP address takes no port: write udp://${text}`;
-    }
-    if (isHostName(text)) {
-      return `a bare name is not a nameserver: give its IP address, or write tls://${text} or https://${text}/dns-query`;
-    }
-    return "it is neither a URL nor an IP address";
-  }
-  const scheme = url.protocol.slice(0, -1);
-  if (!["udp", "tcp", "tls", "https"].includes(scheme)) return `unknown scheme '${scheme}://'`;
-  const host = url.hostname.replace(/^\[|\]$/g, "");
-  if (host === "") return "the host is missing";
-  if ((scheme === "udp" || scheme === "tcp") && isIP(host) === 0) {
-    return `${scheme}:// needs an IP address, not a name ('${host}'): a name would need DNS to find DNS; use tls:// or https:// for a named nameserver`;
-  }
-  if (isIP(host) === 0 && !isHostName(host)) return `'${host}' is not a host name or IP address`;
-  if (url.username !== "" || url.password !== "") return "a user name or password is not allowed";
-  if (url.hash !== "") return "a '#fragment' is not allowed";
-  if (scheme !== "https" && url.pathname !== "" && url.pathname !== "/") {
-    return `a path ('${url.pathname}') is only allowed with https://`;
-  }
-  for (const [key, value] of url.searchParams) {
-    if (key !== "servername") return `unknown parameter '${key}': only ?servername=NAME is understood`;
-    if (scheme === "udp" || scheme === "tcp") return "?servername= only applies to tls:// and https://";
-    if (!isHostName(value)) return `servername '${value}' is not a host name`;
-  }
-  try {
-    // The DNS layer's parser has the last word: config accepts nothing the resolver would refuse.
-    parseNameserverUrl(text);
-  } catch (error) {
-    if (isDnsError(error)) return error.message;
-    throw error;
-  }
-  return undefined;
 }
 
 /** Checks one `dns.nameservers` entry: a nameserver URL or a bare IP address. */

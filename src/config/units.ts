@@ -6,6 +6,9 @@
  */
 
 import { isIP } from "node:net";
+import { isHostName } from "../dns/names.js";
+
+export { isHostName };
 
 /** The outcome of parsing one value: the value, or an operator-facing reason it is invalid. */
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -98,15 +101,6 @@ function splitHostPort(input: string, minPort: number): Parsed<HostPort> | { ok:
     return { ok: false, error: `port ${m[2]} is out of range: use ${minPort}-65535` };
   }
   return { ok: true, value: { host: m[1] as string, port } };
-}
-
-/** Host name labels: letters, digits, `-` and `_` (SRV-style names), 1-63 characters each. */
-const HOSTNAME =
-  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
-
-/** True for a syntactically valid DNS host name (`api.internal`, `localhost`, `_svc.example`). */
-export function isHostName(text: string): boolean {
-  return HOSTNAME.test(text);
 }
 
 /**

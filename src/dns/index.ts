@@ -5,7 +5,14 @@
 export { type BreakerOptions, type BreakerState, CircuitBreaker } from "./breaker.js";
 export { DnsError, type DnsErrorCode, isDnsError } from "./errors.js";
 export { parseHosts } from "./hosts.js";
-export { type NameserverStats, parseNameserverUrl, type TlsOptions } from "./nameserver.js";
+export { isHostName } from "./names.js";
+export {
+  NAMESERVER_FORMS,
+  type NameserverStats,
+  nameserverProblem,
+  parseNameserverUrl,
+  type TlsOptions,
+} from "./nameserver.js";
 export { parseResolvConf, type ResolvConf, readResolvConf } from "./resolv-conf.js";
 export { Resolver, type ResolverOptions, type ResolverStats } from "./resolver.js";
 export type * from "./types.js";

@@ -6,6 +6,7 @@ import { isIP } from "node:net";
 import { type BreakerOptions, type BreakerState, CircuitBreaker } from "./breaker.js";
 import { DnsError } from "./errors.js";
 import type { Response } from "./message.js";
+import { isHostName } from "./names.js";
 import { HttpsTransport } from "./transports/https.js";
 import { StreamTransport } from "./transports/stream.js";
 import type { Endpoint, Transport, TransportEvents } from "./transports/transport.js";
@@ -45,35 +46,68 @@ export interface NameserverStats {
   breaker: BreakerState;
 }
 
-/**
- * Parse a nameserver URL: `udp://IP[:port]`, `tcp://…`, `tls://host[:port]`, `https://host[:port]/path`.
- * A bare IP address means UDP port 53. `?servername=NAME` sets the TLS name to verify.
- */
-export function parseNameserverUrl(input: string, tls: TlsOptions = {}): Endpoint & { kind: TransportKind } {
-  const text = isIP(input) ? `udp://${input.includes(":") ? `[${input}]` : input}` : input;
+/** The nameserver forms the DNS layer understands, for messages. */
+export const NAMESERVER_FORMS =
+  "udp://IP[:port], tcp://IP[:port], tls://host[:port][?servername=NAME], https://host[:port][/path], or a bare IP (udp, port 53)";
+
+/** What is wrong with a nameserver URL (or bare IP), or undefined when it is valid: the one check for the CLI, the config and the resolver. */
+export function nameserverProblem(text: string): string | undefined {
+  if (isIP(text) !== 0) return undefined;
+  // The URL parser refuses a port above 65535 as "Invalid URL": say what is actually wrong.
+  const port = /^[a-z]+:\/\/(?:\[[^\]]*\]|[^/?#:@]*):(\d+)(?:[/?#]|$)/i.exec(text)?.[1];
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {
+    return `port ${port} is out of range: use 1-65535`;
+  }
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new DnsError(
-      "NO_NAMESERVERS",
-      `nameserver '${input}' is not a URL; write udp://IP:53, tcp://IP:53, tls://host:853 or https://host/dns-query`,
-    );
+    const ipAndPort = /^(?:\[([^\]]*)\]|([^:]*)):\d+$/.exec(text);
+    if (ipAndPort && isIP(ipAndPort[1] ?? ipAndPort[2] ?? "") !== 0) {
+      return `a bare IP address takes no port: write udp://${text}`;
+    }
+    if (isHostName(text)) {
+      return `a bare name is not a nameserver: give its IP address, or write tls://${text} or https://${text}/dns-query`;
+    }
+    return "it is neither a URL nor an IP address";
   }
-  const kind = url.protocol.slice(0, -1) as TransportKind;
-  if (!(kind in DEFAULT_PORTS)) {
-    throw new DnsError(
-      "NO_NAMESERVERS",
-      `nameserver '${input}': unknown scheme '${url.protocol}'; use udp, tcp, tls or https`,
-    );
-  }
+  const scheme = url.protocol.slice(0, -1);
+  if (!["udp", "tcp", "tls", "https"].includes(scheme)) return `unknown scheme '${scheme}://'`;
   const host = url.hostname.replace(/^\[|\]$/g, "");
-  if ((kind === "udp" || kind === "tcp") && !isIP(host)) {
+  if (host === "") return "the host is missing";
+  if ((scheme === "udp" || scheme === "tcp") && isIP(host) === 0) {
+    return `${scheme}:// needs an IP address, not a name ('${host}'): a name would need DNS to find DNS; use tls:// or https:// for a named nameserver`;
+  }
+  if (isIP(host) === 0 && !isHostName(host)) return `'${host}' is not a host name or IP address`;
+  if (url.username !== "" || url.password !== "") return "a user name or password is not allowed";
+  if (url.hash !== "") return "a '#fragment' is not allowed";
+  if (scheme !== "https" && url.pathname !== "" && url.pathname !== "/") {
+    return `a path ('${url.pathname}') is only allowed with https://`;
+  }
+  for (const [key, value] of url.searchParams) {
+    if (key !== "servername") return `unknown parameter '${key}': only ?servername=NAME is understood`;
+    if (scheme === "udp" || scheme === "tcp") return "?servername= only applies to tls:// and https://";
+    if (!isHostName(value)) return `servername '${value}' is not a host name`;
+  }
+  return undefined;
+}
+
+/**
+ * Parse a nameserver URL: `udp://IP[:port]`, `tcp://…`, `tls://host[:port]`, `https://host[:port]/path`.
+ * A bare IP address means UDP port 53. `?servername=NAME` sets the TLS name to verify.
+ * Anything else is a NO_NAMESERVERS DnsError saying what is wrong and what to write.
+ */
+export function parseNameserverUrl(input: string, tls: TlsOptions = {}): Endpoint & { kind: TransportKind } {
+  const problem = nameserverProblem(input);
+  if (problem !== undefined) {
     throw new DnsError(
       "NO_NAMESERVERS",
-      `nameserver '${input}': ${kind} needs an IP address (a name would need DNS to find DNS)`,
+      `nameserver '${input}': ${problem}; valid forms are ${NAMESERVER_FORMS}`,
     );
   }
+  const url = new URL(isIP(input) ? `udp://${input.includes(":") ? `[${input}]` : input}` : input);
+  const kind = url.protocol.slice(0, -1) as TransportKind;
+  const host = url.hostname.replace(/^\[|\]$/g, "");
   const servername = url.searchParams.get("servername") ?? undefined;
   return {
     kind,

@@ -61,8 +61,38 @@ interface Target {
   busy: boolean;
 }
 
-const typesFor = (family: AddressFamily): Array<"A" | "AAAA"> =>
+/** The address record types a family asks for. */
+export const typesFor = (family: AddressFamily): Array<"A" | "AAAA"> =>
   family === "ipv4" ? ["A"] : family === "ipv6" ? ["AAAA"] : ["A", "AAAA"];
+
+/** What a config asks discovery to resolve, by table key. */
+interface TargetSpec {
+  kind: "name" | "service";
+  name: string;
+  family: AddressFamily;
+  /** The longest `remove_after` of the upstreams naming it. */
+  removeAfter: number;
+}
+
+/** Every name and SRV name the configs' upstream servers resolve (IP literals excluded). */
+function configuredTargets(configs: readonly Config[]): Map<string, TargetSpec> {
+  const wanted = new Map<string, TargetSpec>();
+  for (const config of configs) {
+    for (const upstream of Object.values(config.upstreams)) {
+      const { family, removeAfter } = upstream.dns;
+      for (const server of upstream.servers) {
+        if (server.kind === "address" && server.fixed) continue;
+        const [kind, name, key] =
+          server.kind === "address"
+            ? (["name", server.host, nameKey(server.host, family)] as const)
+            : (["service", server.service, serviceKey(server.service, family)] as const);
+        const longest = Math.max(removeAfter, wanted.get(key)?.removeAfter ?? 0);
+        wanted.set(key, { kind, name, family, removeAfter: longest });
+      }
+    }
+  }
+  return wanted;
+}
 
 /**
  * Events: `change` (PeerTable) whenever the table changes.
@@ -117,28 +147,7 @@ export class Discovery extends EventEmitter {
    */
   setConfigs(configs: Config[]): void {
     this.configs = configs;
-    const wanted = new Map<
-      string,
-      { kind: "name" | "service"; name: string; family: AddressFamily; removeAfter: number }
-    >();
-    for (const config of configs) {
-      for (const upstream of Object.values(config.upstreams)) {
-        const { family, removeAfter } = upstream.dns;
-        for (const server of upstream.servers) {
-          if (server.kind === "address" && server.fixed) continue;
-          const entry =
-            server.kind === "address"
-              ? { kind: "name" as const, name: server.host, key: nameKey(server.host, family) }
-              : { kind: "service" as const, name: server.service, key: serviceKey(server.service, family) };
-          const seen = wanted.get(entry.key);
-          wanted.set(entry.key, {
-            ...entry,
-            family,
-            removeAfter: Math.max(removeAfter, seen?.removeAfter ?? 0),
-          });
-        }
-      }
-    }
+    const wanted = configuredTargets(configs);
     for (const [key, want] of wanted) {
       const target = this.targets.get(key);
       if (target) target.removeAfter = want.removeAfter;
@@ -265,18 +274,7 @@ export class Discovery extends EventEmitter {
       if (existing) existing.removeAfter = Math.max(existing.removeAfter, service.removeAfter);
       else this.addTarget(key, "name", record.target, service.family, service.removeAfter);
     }
-    this.collect(this.configuredKeys());
-  }
-
-  private configuredKeys(): Set<string> {
-    const keys = new Set<string>();
-    for (const config of this.configs)
-      for (const upstream of Object.values(config.upstreams))
-        for (const server of upstream.servers) {
-          if (server.kind === "service") keys.add(serviceKey(server.service, upstream.dns.family));
-          else if (!server.fixed) keys.add(nameKey(server.host, upstream.dns.family));
-        }
-    return keys;
+    this.collect(new Set(configuredTargets(this.configs).keys()));
   }
 
   private async lookup(name: string, type: "A" | "AAAA" | "SRV"): Promise<Outcome> {

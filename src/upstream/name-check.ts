@@ -5,7 +5,7 @@
  */
 import type { Config, ConfigIssue } from "../config/types.js";
 import { DnsError, Resolver } from "../dns/index.js";
-import { resolverOptions } from "./discovery.js";
+import { resolverOptions, typesFor } from "./discovery.js";
 
 /** Longest time one check query may take: `portico check` must stay quick. */
 const CHECK_TIMEOUT_MS = 2000;
@@ -31,14 +31,7 @@ export async function unresolvedNameWarnings(config: Config): Promise<ConfigIssu
     for (const server of upstream.servers) {
       if (server.kind === "address" && server.fixed) continue;
       const name = server.kind === "address" ? server.host : server.service;
-      const types =
-        server.kind === "service"
-          ? (["SRV"] as const)
-          : family === "ipv4"
-            ? (["A"] as const)
-            : family === "ipv6"
-              ? (["AAAA"] as const)
-              : (["A", "AAAA"] as const);
+      const types = server.kind === "service" ? ["SRV" as const] : typesFor(family);
       checks.push(
         (async () => {
           const failures: string[] = [];

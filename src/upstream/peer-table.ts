@@ -39,9 +39,6 @@ export interface PeerTable {
   services: Record<string, ResolvedService>;
 }
 
-/** The empty table (version 0): names not resolved yet. */
-export const EMPTY_PEER_TABLE: PeerTable = { version: 0, names: {}, services: {} };
-
 /** Table key of a name resolved for a family. */
 export function nameKey(host: string, family: AddressFamily): string {
   return `${family} ${host}`;

@@ -41,16 +41,17 @@ export class Peer {
     });
   }
 
-  /** Whether the balancer may choose this peer now. */
+  /** Whether the balancer may choose this peer now (a healthy peer costs no clock read). */
   get available(): boolean {
-    return this.failedUntil === 0 || Date.now() >= this.failedUntil;
+    if (this.failedUntil === 0) return true;
+    if (Date.now() < this.failedUntil) return false;
+    this.failedUntil = 0;
+    return true;
   }
 
-  /** A connection to this peer failed: skip it for `ms`. Returns true when it was available until now. */
-  markFailed(ms: number): boolean {
-    const wasAvailable = this.available;
+  /** A connection to this peer failed: skip it for `ms`. */
+  markFailed(ms: number): void {
     this.failedUntil = Date.now() + ms;
-    return wasAvailable;
   }
 
   /** Close the pool: idle connections close now, in-flight requests finish first. */

@@ -140,11 +140,8 @@ export function createRequestHandler(ctx: HandlerContext, router: HostRouter, sc
     const peer = group?.pick();
     if (!peer) {
       const why = group?.missing.length ? `: ${group.missing.join("; ")}` : "";
-      reply(
-        new ProxyError("PRT_ERR_NO_PEER", `upstream '${action.upstream}' has no peer to send to${why}`, {
-          detail: `upstream '${action.upstream}' has no peer to send to${why}`,
-        }),
-      );
+      const message = `upstream '${action.upstream}' has no peer to send to${why}`;
+      reply(new ProxyError("PRT_ERR_NO_PEER", message, { detail: message }));
       return;
     }
     upstreamAddress = peer.address;
@@ -166,9 +163,8 @@ export function createRequestHandler(ctx: HandlerContext, router: HostRouter, sc
     const upstreamPath = upstreamTarget(route, path, query);
     // A request without a body can go to another peer when one cannot be reached (at most
     // MAX_TRIES peers); with a body, the body stream may already be partly consumed.
-    const tried = new Set<Peer>();
-    const send = (to: Peer) => {
-      tried.add(to);
+    // `tried` is only built when a retry happens: the common request allocates nothing for it.
+    const send = (to: Peer, tried: Set<Peer> | undefined) => {
       upstreamAddress = to.address;
       forward({
         req,
@@ -184,19 +180,21 @@ export function createRequestHandler(ctx: HandlerContext, router: HostRouter, sc
         retry:
           body === null && group
             ? (error) => {
-                const next = tried.size < MAX_TRIES ? group.pick(tried) : undefined;
+                const seen = tried ?? new Set<Peer>();
+                seen.add(to);
+                const next = seen.size < MAX_TRIES ? group.pick(seen) : undefined;
                 if (!next) return false;
                 ctx.log.warn(
                   { requestId, peer: to.address, next: next.address },
                   `${error.message}; trying the next peer`,
                 );
-                send(next);
+                send(next, seen);
                 return true;
               }
             : undefined,
       });
     };
-    send(peer);
+    send(peer, undefined);
   };
 }
 

@@ -94,7 +94,7 @@ describe("portico dns", () => {
     expect(bad.stderr).toContain("usage: portico dns NAME [A|AAAA|SRV|CNAME]");
     const badUrl = await runCli(["dns", "api.test", "--server", "ftp://1.2.3.4"]);
     expect(badUrl.code).toBe(1);
-    expect(badUrl.stdout).toContain("unknown scheme 'ftp:'");
+    expect(badUrl.stdout).toContain("unknown scheme 'ftp://'");
   });
 
   it("answers localhost from the hosts file without any server", async () => {

@@ -1,0 +1,10 @@
+/** DNS name syntax, shared by the DNS layer and the config that names nameservers and upstreams. */
+
+/** Host name labels: letters, digits, `-` and `_` (SRV-style names), 1-63 characters each. */
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+/** True for a syntactically valid DNS host name (`api.internal`, `localhost`, `_svc.example`). */
+export function isHostName(text: string): boolean {
+  return HOSTNAME.test(text);
+}
