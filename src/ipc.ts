@@ -43,10 +43,10 @@ export interface ReopenLogsMessage {
 }
 
 /**
- * Master -> worker: answer to `stopped-accepting`. The channel is ordered, so every connection
- * the master handed to the worker before it knew the worker stopped accepting has arrived
- * (and been sent back to be given to another worker) before this: now the worker may exit
- * without taking a connection with it.
+ * Master -> worker: answer to `stopped-accepting`. The channel is ordered, so the master has
+ * processed the worker's `close` of its shared listen handles before this. Workers accept
+ * their own connections (SCHED_NONE), so none is in transit; under round-robin, every
+ * connection handed over before the close would have arrived (and been sent back) first.
  */
 export interface StoppedAcceptingAckMessage {
   type: "stopped-accepting-ack";
@@ -98,9 +98,9 @@ export interface SetupErrorMessage {
 }
 
 /**
- * Worker -> master: the worker closed its listen sockets (sent after node:cluster's own
- * `close`). The master answers `stopped-accepting-ack`; the worker must not exit before it:
- * a connection the master hands to a worker that exits is lost with the IPC message.
+ * Worker -> master: the worker closed its copies of the listen sockets (sent after
+ * node:cluster's own `close`). The master answers `stopped-accepting-ack`; the worker does
+ * not exit before it, so the master's view of who listens is current when it exits.
  */
 export interface StoppedAcceptingMessage {
   type: "stopped-accepting";

@@ -1,7 +1,8 @@
 /**
  * The listen sockets of a worker: one HTTP server per distinct `listen` address, serving
  * every virtual server configured on it. Under node:cluster the master owns the socket and
- * the workers share it; `listen` here asks the master for it.
+ * the workers share it; `listen` here asks the master for it, and with SCHED_NONE (set by
+ * the master) the master sends the socket itself, so this worker accepts from it directly.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";

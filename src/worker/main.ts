@@ -113,8 +113,9 @@ class Worker {
 
   private stopAccepting(): void {
     // net.Server's close, not http.Server's: the latter also closes every idle keep-alive
-    // connection at once (Node >= 19), the reset race this drain exists to avoid. Under
-    // node:cluster this also takes the worker out of the master's round-robin.
+    // connection at once (Node >= 19), the reset race this drain exists to avoid. This closes
+    // the worker's own copy of the shared listen socket: connections waiting in the kernel's
+    // accept queue stay there for the workers still listening (the next generation's).
     for (const { server } of this.listeners) net.Server.prototype.close.call(server);
     send({ type: "stopped-accepting" });
   }
@@ -145,8 +146,9 @@ class Worker {
   private async exit(): Promise<void> {
     if (this.exiting) return;
     this.exiting = true;
-    // Connections the master handed over before it saw us stop arrive before its ack; they are
-    // sent back to be given to another worker. Exiting earlier would lose them with the message.
+    // The ack tells us the master has processed our `close` of the shared handles (the channel
+    // is ordered). Workers accept for themselves (SCHED_NONE), so no connection is in transit
+    // over IPC; the wait also keeps exits safe if the scheduling policy is ever round-robin.
     await Promise.race([this.acceptingStopped.promise, new Promise((r) => setTimeout(r, 2000))]);
     await Promise.race([
       Promise.all([...this.upstreams.values()].map((u) => u.close())),
