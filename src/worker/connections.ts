@@ -5,14 +5,21 @@
  * must retry. Portico instead:
  * - answers every request that arrives during the drain with `Connection: close` (Node then
  *   closes the connection after that response), including in-flight requests whose
- *   response header is not sent yet;
+ *   response header is not sent yet (the proxy checks `isDraining` when it writes a header);
  * - closes a connection with no request in flight only after it has stayed idle for
  *   `drain_grace` and no byte of a new request has arrived in that time.
+ *
+ * A connection's state lives on its socket (no per-request entry in a worker-wide
+ * collection: such a collection keeps every in-flight response reachable from an old
+ * object, which made young-generation GC promote them).
  */
-import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { Server } from "node:http";
 import type { Socket } from "node:net";
 
+const kState = Symbol("portico.connection");
+
 interface ConnectionState {
+  tracker: ConnectionTracker;
   /** Requests received on this connection whose response is not over. */
   busy: number;
   /** When the connection last became idle (ms, monotonic). */
@@ -21,45 +28,59 @@ interface ConnectionState {
   bytesAtIdle: number;
 }
 
-/** Tracks every client connection and in-flight response of a worker's servers. */
+type TrackedSocket = Socket & { [kState]?: ConnectionState };
+
+/** A socket closed: shared by every connection, so none needs a closure of its own. */
+function onSocketClose(this: TrackedSocket): void {
+  const state = this[kState];
+  if (state) state.tracker.forget(this);
+}
+
+/** Tracks every client connection of a worker's servers and its requests in flight. */
 export class ConnectionTracker {
-  private readonly connections = new Map<Socket, ConnectionState>();
-  private readonly responses = new Set<ServerResponse>();
+  private readonly connections = new Set<TrackedSocket>();
+  private requests = 0;
   private draining = false;
   private sweeper?: NodeJS.Timeout;
   private onEmpty?: () => void;
+  private readonly onConnection = (socket: TrackedSocket) => {
+    socket[kState] = { tracker: this, busy: 0, idleSince: performance.now(), bytesAtIdle: 0 };
+    this.connections.add(socket);
+    socket.once("close", onSocketClose);
+  };
 
   /** Start tracking the connections of `server`. */
   watch(server: Server): void {
-    server.on("connection", (socket: Socket) => {
-      this.connections.set(socket, { busy: 0, idleSince: performance.now(), bytesAtIdle: 0 });
-      socket.once("close", () => {
-        this.connections.delete(socket);
-        this.checkEmpty();
-      });
-    });
+    server.on("connection", this.onConnection);
   }
 
-  /** Record a request; the returned function must be called once its response is over. */
-  requestStarted(req: IncomingMessage, res: ServerResponse): () => void {
-    // Node detaches the socket from the request once the response is over: keep it now.
-    const socket = req.socket;
-    const state = this.connections.get(socket);
+  /** A request arrived on `socket`; `requestEnded(socket)` must follow once its response is over. */
+  requestStarted(socket: Socket): void {
+    this.requests++;
+    const state = (socket as TrackedSocket)[kState];
     if (state) state.busy++;
-    this.responses.add(res);
-    return () => {
-      this.responses.delete(res);
-      if (state && --state.busy === 0) {
-        state.idleSince = performance.now();
-        state.bytesAtIdle = socket.bytesRead;
-      }
-      this.checkEmpty();
-    };
+  }
+
+  /** The response of a request on `socket` is over (sent, or the client went away). */
+  requestEnded(socket: Socket): void {
+    this.requests--;
+    const state = (socket as TrackedSocket)[kState];
+    if (state && --state.busy === 0) {
+      state.idleSince = performance.now();
+      state.bytesAtIdle = socket.bytesRead;
+    }
+    if (this.draining) this.checkEmpty();
+  }
+
+  /** @internal A tracked socket closed. */
+  forget(socket: TrackedSocket): void {
+    this.connections.delete(socket);
+    if (this.draining) this.checkEmpty();
   }
 
   /** Requests whose response is not over yet. */
   get inFlight(): number {
-    return this.responses.size;
+    return this.requests;
   }
 
   /** Open client connections. */
@@ -68,14 +89,13 @@ export class ConnectionTracker {
   }
 
   /**
-   * Begin draining: in-flight responses not yet started get `Connection: close`, and idle
-   * connections are closed after `graceMs`. `onEmpty` runs once no connection is left.
+   * Begin draining: idle connections are closed after `graceMs` (responses not yet started
+   * get `Connection: close` from the proxy). `onEmpty` runs once no connection is left.
    */
   drain(graceMs: number, onEmpty: () => void): void {
     if (this.draining) return;
     this.draining = true;
     this.onEmpty = onEmpty;
-    for (const res of this.responses) if (!res.headersSent) res.setHeader("connection", "close");
     const every = Math.max(10, Math.min(100, graceMs / 4));
     this.sweeper = setInterval(() => this.closeIdle(graceMs), every);
     this.sweeper.unref();
@@ -84,13 +104,14 @@ export class ConnectionTracker {
 
   /** Close every connection now (the shutdown timeout expired). */
   closeAll(): void {
-    for (const socket of this.connections.keys()) socket.destroy();
+    for (const socket of this.connections) socket.destroy();
   }
 
   private closeIdle(graceMs: number): void {
     const now = performance.now();
-    for (const [socket, state] of this.connections) {
-      if (state.busy > 0 || socket.destroyed) continue;
+    for (const socket of this.connections) {
+      const state = socket[kState];
+      if (!state || state.busy > 0 || socket.destroyed) continue;
       if (socket.bytesRead !== state.bytesAtIdle) {
         // A request is arriving: it will be answered with `Connection: close`.
         state.idleSince = now;
@@ -106,7 +127,7 @@ export class ConnectionTracker {
   }
 
   private checkEmpty(): void {
-    if (!this.draining || this.connections.size > 0 || this.responses.size > 0) return;
+    if (!this.draining || this.connections.size > 0 || this.requests > 0) return;
     if (this.sweeper) clearInterval(this.sweeper);
     const onEmpty = this.onEmpty;
     this.onEmpty = undefined;

@@ -1,205 +1,97 @@
 /**
  * The request handler of a listen socket: route (Host, then path), then run the route's
- * action (forward to an upstream, return a fixed response, or redirect), and write one
- * access-log line when the response is over.
+ * action (forward to an upstream, return a fixed response, or redirect). The `Exchange`
+ * (proxy.ts) carries the request from there to its access-log line.
  */
-import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { Transform } from "node:stream";
+import { type Readable, Transform } from "node:stream";
 import type { Route } from "../config/types.js";
-import type { Logger } from "../observability/logger.js";
-import type { Peer } from "../upstream/peer.js";
-import type { UpstreamGroup } from "../upstream/upstream-group.js";
-import type { ConnectionTracker } from "./connections.js";
 import { ProxyError } from "./errors.js";
-import { appendList, applyEdits, withoutHopByHop } from "./headers.js";
-import { forward, type ProxyOutcome } from "./proxy.js";
+import { appendSet, type CompiledEdits, type HeaderList, upstreamRequestHeaders } from "./headers.js";
+import { Exchange, type HandlerContext } from "./proxy.js";
 import { type HostRouter, splitTarget } from "./router.js";
 
-/** What every request handler of a worker shares. */
-export interface HandlerContext {
-  /** `1.1 portico-xxxx`: this instance's Via entry, also used to detect loops. */
-  via: string;
-  upstreams: ReadonlyMap<string, UpstreamGroup>;
-  accessLog: Logger;
-  log: Logger;
-  /** Client connections and in-flight requests, for draining. */
-  connections: ConnectionTracker;
-  /** True once the worker drains: responses carry `Connection: close`. */
-  isDraining: () => boolean;
-}
-
-/** A request id we accept from a client: printable, no spaces, at most 200 characters. */
-const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
-
-/** Most peers one request is sent to when they cannot be reached (nginx proxy_next_upstream_tries). */
-const MAX_TRIES = 3;
+export type { HandlerContext } from "./proxy.js";
 
 /** Build the `(req, res)` handler of one listen socket. */
 export function createRequestHandler(ctx: HandlerContext, router: HostRouter, scheme: "http" | "https") {
   return (req: IncomingMessage, res: ServerResponse): void => {
-    const started = performance.now();
-    const inbound = req.headers["x-request-id"];
-    const requestId = typeof inbound === "string" && REQUEST_ID.test(inbound) ? inbound : randomUUID();
-    const host = req.headers.host ?? "";
-    const target = req.url ?? "/";
-    let upstreamAddress: string | undefined;
-    const over = ctx.connections.requestStarted(req, res);
-    req.on("error", () => {}); // a client reset is reported through res "close"
-    res.on("error", () => {});
-    if (ctx.isDraining()) res.setHeader("connection", "close");
-
-    let logged = false;
-    const finish = (outcome: ProxyOutcome) => {
-      if (logged) return;
-      logged = true;
-      ctx.accessLog.info({
-        requestId,
-        remote: req.socket.remoteAddress,
-        method: req.method,
-        host,
-        path: target.length > 2048 ? target.slice(0, 2048) : target,
-        status: outcome.status,
-        bytes: outcome.bytes,
-        ms: round(performance.now() - started),
-        upstream: upstreamAddress,
-        upstreamMs: outcome.upstreamHeaderMs === undefined ? undefined : round(outcome.upstreamHeaderMs),
-        error: outcome.error?.code,
-        reason: outcome.error?.message,
-      });
-    };
-    res.once("close", () => {
-      // A response that ends without reporting (a client gone during a fixed reply).
-      if (!logged) finish({ status: res.writableFinished ? res.statusCode : 499, bytes: 0 });
-      over();
-    });
-
-    const fail = (error: ProxyError) => {
-      if (res.headersSent || res.destroyed) {
-        res.destroy(error);
-        return;
-      }
-      const body = error.body;
-      res.writeHead(error.status, {
-        "content-type": "text/plain; charset=utf-8",
-        "content-length": Buffer.byteLength(body),
-        // A request body we did not read leaves the connection unusable.
-        ...(req.complete ? {} : { connection: "close" }),
-      });
-      res.end(body);
-      if (error.status >= 500) ctx.log.warn({ requestId, code: error.code }, error.message);
-    };
-    const reply = (error: ProxyError) => {
-      fail(error);
-      finish({ status: error.status, bytes: 0, error });
-    };
-
-    const via = req.headers.via;
-    if (via !== undefined && (Array.isArray(via) ? via.join(",") : via).includes(ctx.via)) {
-      reply(new ProxyError("PRT_ERR_LOOP", `request came back to this proxy (Via: ${via})`));
-      return;
-    }
-    const { path, query } = splitTarget(target);
-    const server = router.serverFor(host);
-    const matched = server.match(path);
-    if (!matched) {
-      reply(new ProxyError("PRT_ERR_NO_ROUTE", `no route for ${path} on this server`));
-      return;
-    }
-    const route = matched.route;
-    const action = route.action;
-
-    if (action.kind === "return") {
-      const body = Buffer.from(action.body);
-      const headers: Record<string, string | number> = {
-        "content-type": action.contentType,
-        "content-length": body.length,
-      };
-      applyEdits(headers, route.responseHeaders);
-      res.writeHead(action.status, headers);
-      res.end(req.method === "HEAD" ? undefined : body);
-      finish({ status: action.status, bytes: body.length });
-      return;
-    }
-    if (action.kind === "redirect") {
-      const location = expandRedirect(action.to, { scheme, host, path, query });
-      const body = `${action.status} Redirect\n`;
-      const headers = {
-        location,
-        "content-type": "text/plain; charset=utf-8",
-        "content-length": body.length,
-      };
-      applyEdits(headers, route.responseHeaders);
-      res.writeHead(action.status, headers);
-      res.end(body);
-      finish({ status: action.status, bytes: body.length });
-      return;
-    }
-
-    const group = ctx.upstreams.get(action.upstream);
-    const peer = group?.pick();
-    if (!peer) {
-      const why = group?.missing.length ? `: ${group.missing.join("; ")}` : "";
-      const message = `upstream '${action.upstream}' has no peer to send to${why}`;
-      reply(new ProxyError("PRT_ERR_NO_PEER", message, { detail: message }));
-      return;
-    }
-    upstreamAddress = peer.address;
-
-    const body = requestBody(req, server.server.maxRequestBody);
-    if (body instanceof ProxyError) {
-      reply(body);
-      return;
-    }
-
-    const headers = withoutHopByHop(req.headers);
-    headers["x-forwarded-for"] = appendList(req.headers["x-forwarded-for"], req.socket.remoteAddress ?? "");
-    headers["x-forwarded-proto"] = scheme;
-    if (host) headers["x-forwarded-host"] = host;
-    headers["x-request-id"] = requestId;
-    headers.via = appendList(via, ctx.via);
-    applyEdits(headers, route.requestHeaders);
-
-    const upstreamPath = upstreamTarget(route, path, query);
-    // A request without a body can go to another peer when one cannot be reached (at most
-    // MAX_TRIES peers); with a body, the body stream may already be partly consumed.
-    // `tried` is only built when a retry happens: the common request allocates nothing for it.
-    const send = (to: Peer, tried: Set<Peer> | undefined) => {
-      upstreamAddress = to.address;
-      forward({
-        req,
-        res,
-        peer: to,
-        method: req.method ?? "GET",
-        target: upstreamPath,
-        headers,
-        body,
-        responseHeaders: route.responseHeaders,
-        done: finish,
-        fail,
-        retry:
-          body === null && group
-            ? (error) => {
-                const seen = tried ?? new Set<Peer>();
-                seen.add(to);
-                const next = seen.size < MAX_TRIES ? group.pick(seen) : undefined;
-                if (!next) return false;
-                ctx.log.warn(
-                  { requestId, peer: to.address, next: next.address },
-                  `${error.message}; trying the next peer`,
-                );
-                send(next, seen);
-                return true;
-              }
-            : undefined,
-      });
-    };
-    send(peer, undefined);
+    serve(ctx, router, scheme, new Exchange(ctx, req, res));
   };
 }
 
+function serve(ctx: HandlerContext, router: HostRouter, scheme: "http" | "https", x: Exchange): void {
+  const req = x.req;
+  const via = req.headers.via;
+  if (via !== undefined && (Array.isArray(via) ? via.join(",") : via).includes(ctx.via)) {
+    x.reply(new ProxyError("PRT_ERR_LOOP", `request came back to this proxy (Via: ${via})`));
+    return;
+  }
+  const { path, query } = splitTarget(x.target);
+  const server = router.serverFor(x.host);
+  const matched = server.match(path);
+  if (!matched) {
+    x.reply(new ProxyError("PRT_ERR_NO_ROUTE", `no route for ${path} on this server`));
+    return;
+  }
+  const route = matched.route;
+  const action = route.action;
+
+  if (action.kind === "return") {
+    const body = Buffer.from(action.body);
+    const headers: HeaderList = ["content-type", action.contentType, "content-length", String(body.length)];
+    x.respond(action.status, withEdits(headers, matched.responseEdits), body, body.length);
+    return;
+  }
+  if (action.kind === "redirect") {
+    const location = expandRedirect(action.to, { scheme, host: x.host, path, query });
+    const body = `${action.status} Redirect\n`;
+    const headers: HeaderList = [
+      "location",
+      location,
+      "content-type",
+      "text/plain; charset=utf-8",
+      "content-length",
+      String(body.length),
+    ];
+    x.respond(action.status, withEdits(headers, matched.responseEdits), body, body.length);
+    return;
+  }
+
+  const group = ctx.upstreams.get(action.upstream);
+  const peer = group?.pick();
+  if (!group || !peer) {
+    const why = group?.missing.length ? `: ${group.missing.join("; ")}` : "";
+    const message = `upstream '${action.upstream}' has no peer to send to${why}`;
+    x.reply(new ProxyError("PRT_ERR_NO_PEER", message, { detail: message }));
+    return;
+  }
+  const body = requestBody(req, server.server.maxRequestBody);
+  if (body instanceof ProxyError) {
+    x.reply(body);
+    return;
+  }
+  const headers = upstreamRequestHeaders(req.headers, matched.requestEdits, {
+    remote: x.remote,
+    proto: scheme,
+    host: x.host,
+    requestId: x.requestId,
+    via: ctx.via,
+  });
+  x.forward(group, peer, upstreamTarget(route, path, query), headers, body, matched.responseEdits);
+}
+
+/** A fixed response's own headers with the route's response edits applied (remove, then set). */
+function withEdits(headers: HeaderList, edits: CompiledEdits): HeaderList {
+  const out: HeaderList = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    if (!edits.overridden.has(headers[i] as string)) out.push(headers[i], headers[i + 1]);
+  }
+  return appendSet(out, edits);
+}
+
 /** The request body stream to forward, null when there is none, or a 413 when it is too large. */
-function requestBody(req: IncomingMessage, limit: number): NodeJS.ReadableStream | null | ProxyError {
+function requestBody(req: IncomingMessage, limit: number): Readable | null | ProxyError {
   const length = req.headers["content-length"];
   const chunked = req.headers["transfer-encoding"] !== undefined;
   if (!chunked && (length === undefined || length === "0")) return null;
@@ -225,7 +117,7 @@ function upstreamTarget(route: Route, path: string, query: string): string {
     const rest = path.slice(route.match.path.length);
     return `${rest.startsWith("/") ? rest : `/${rest}`}${query}`;
   }
-  return `${path}${query}`;
+  return query ? `${path}${query}` : path;
 }
 
 /** Substitute nginx-style variables in a redirect target. */
@@ -241,14 +133,8 @@ function expandRedirect(
         return v.scheme;
       case "host":
         return v.host;
-      case "uri":
-        return v.path;
       default:
-        return v.query.slice(1);
+        return name === "uri" ? v.path : v.query.slice(1);
     }
   });
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 100) / 100;
 }

@@ -7,7 +7,13 @@
 import net from "node:net";
 import type { Config } from "../config/types.js";
 import { type ConfigMessage, isMessage, type MasterToWorker, type WorkerToMaster } from "../ipc.js";
-import { createAccessLogger, createLogger, type Logger, reopenLogFiles } from "../observability/logger.js";
+import {
+  createAccessLogger,
+  createLogger,
+  flushLogFiles,
+  type Logger,
+  reopenLogFiles,
+} from "../observability/logger.js";
 import type { PeerTable } from "../upstream/peer-table.js";
 import { UpstreamGroup } from "../upstream/upstream-group.js";
 import { ConnectionTracker } from "./connections.js";
@@ -155,6 +161,7 @@ class Worker {
       new Promise((r) => setTimeout(r, 1000)),
     ]);
     this.log.info("worker exiting");
+    await Promise.race([flushLogFiles(), new Promise((r) => setTimeout(r, 500))]);
     process.exit(0);
   }
 }

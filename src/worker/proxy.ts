@@ -1,82 +1,176 @@
 /**
- * Forwarding one request to a peer with undici's `dispatch` and a handler object (its
- * fastest path), streaming both bodies with backpressure:
+ * One client request from arrival to its access-log line: an `Exchange`. For a proxied
+ * request it is also the undici `dispatch` handler (undici's fastest path), streaming both
+ * bodies with backpressure:
  * - request body: the client's IncomingMessage is given to undici as the body stream;
  * - response body: chunks are written to the client; when its socket is full the upstream
  *   is paused and resumed on `drain`;
  * - the client going away aborts the upstream request, so no upstream socket is left behind.
+ *
+ * One object per request carries all of it: the listeners it needs on the response are
+ * shared functions that find their exchange on the response, so a request allocates no
+ * closures of its own.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import type { Dispatcher } from "undici";
-import type { HeaderEdits } from "../config/types.js";
+import type { Logger } from "../observability/logger.js";
 import type { Peer } from "../upstream/peer.js";
+import type { UpstreamGroup } from "../upstream/upstream-group.js";
+import type { ConnectionTracker } from "./connections.js";
 import { classifyUpstreamError, ProxyError } from "./errors.js";
-import { applyEdits, withoutHopByHop } from "./headers.js";
+import { appendSet, type CompiledEdits, copyHeaders, type HeaderList } from "./headers.js";
+import { requestIdFor } from "./request-id.js";
 
-/** What the proxy reports back for the access log once the exchange is over. */
-export interface ProxyOutcome {
-  /** Status sent to the client (0 when nothing could be sent). */
-  status: number;
-  /** Response body bytes written to the client. */
-  bytes: number;
-  /** Milliseconds from dispatch to the upstream's response header (undefined if none came). */
-  upstreamHeaderMs?: number;
-  /** Set when the exchange failed. */
-  error?: ProxyError;
-}
-
-/** Everything one forwarded request needs. */
-export interface ForwardRequest {
-  req: IncomingMessage;
-  res: ServerResponse;
-  peer: Peer;
-  method: string;
-  /** Path and query to send upstream. */
-  target: string;
-  /** Request headers to send (hop-by-hop already removed, forwarding headers added). */
-  headers: Record<string, string | string[]>;
-  /** Request body stream, or null when the request has none. */
-  body: NodeJS.ReadableStream | null;
-  responseHeaders: HeaderEdits;
-  /** Called once, when the exchange is over (success or not). */
-  done: (outcome: ProxyOutcome) => void;
-  /** Sends an error response (or destroys the connection when headers already went). */
-  fail: (error: ProxyError) => void;
-  /**
-   * The peer could not be reached (nothing was sent): return true after forwarding the
-   * request to another peer, false to answer the error. Absent: never retried.
-   */
-  retry?: (error: ProxyError) => boolean;
+/** What every request of a worker shares. */
+export interface HandlerContext {
+  /** `1.1 portico-xxxx`: this instance's Via entry, also used to detect loops. */
+  via: string;
+  upstreams: ReadonlyMap<string, UpstreamGroup>;
+  accessLog: Logger;
+  log: Logger;
+  /** Client connections and in-flight requests, for draining. */
+  connections: ConnectionTracker;
+  /** True once the worker drains: responses carry `Connection: close`. */
+  isDraining: () => boolean;
 }
 
 /** nginx's `fail_timeout`: a peer that refused a connection is skipped this long (per worker). */
 export const PEER_FAIL_TIMEOUT_MS = 10_000;
 
-/** undici dispatch handler that streams one upstream response to the client. */
-class ForwardHandler implements Dispatcher.DispatchHandler {
-  private readonly f: ForwardRequest;
+/** Most peers one request is sent to when they cannot be reached (nginx proxy_next_upstream_tries). */
+const MAX_TRIES = 3;
+
+/**
+ * How much of a response may wait in a worker for a slow client before the upstream is
+ * paused (nginx's proxy_buffers). Pausing whenever Node's 16 KiB high-water mark is passed
+ * would pause and resume the upstream socket for every 64 KiB chunk a fast client takes.
+ */
+const RESPONSE_BUFFER_BYTES = 256 * 1024;
+
+const kExchange = Symbol("portico.exchange");
+type ExchangeResponse = ServerResponse & { [kExchange]?: Exchange };
+
+/** A client reset is reported through the response's `close`; these must not crash the worker. */
+function ignoreError(): void {}
+
+function onResponseClose(this: ExchangeResponse): void {
+  this[kExchange]?.clientClosed();
+}
+
+function onResponseDrain(this: ExchangeResponse): void {
+  this[kExchange]?.clientDrained();
+}
+
+function clientGone(cause?: unknown): ProxyError {
+  return new ProxyError("PRT_ERR_CLIENT_GONE", "client closed the connection", { cause });
+}
+
+/** One request and its response; the dispatch handler when it is forwarded. */
+export class Exchange implements Dispatcher.DispatchHandler {
+  readonly req: IncomingMessage;
+  readonly res: ExchangeResponse;
+  readonly requestId: string;
+  /** The `Host` header as received ("" when absent). */
+  readonly host: string;
+  /** The request target as received. */
+  readonly target: string;
+  private readonly ctx: HandlerContext;
+  /** Node detaches the socket from the request once the response is over: kept here. */
+  private readonly socket: Socket;
   private readonly started = performance.now();
+  private logged = false;
+  // Forwarding state, set by `forward`.
+  private group?: UpstreamGroup;
+  private peer?: Peer;
+  /** Peers this request failed to reach; only built when a retry happens. */
+  private tried?: Set<Peer>;
+  private options?: Dispatcher.DispatchOptions;
+  private responseEdits?: CompiledEdits;
   private controller?: Dispatcher.DispatchController;
+  private dispatchedAt = 0;
   private headerMs?: number;
   private bytes = 0;
-  private finished = false;
-  private readonly onDrain = () => this.controller?.resume();
-  private readonly onClientClose = () => {
-    if (!this.f.res.writableFinished) {
-      this.abort(new ProxyError("PRT_ERR_CLIENT_GONE", "client closed the connection"));
-    }
-  };
+  private waitingDrain = false;
+  /** The address of the last peer tried, for the access log. */
+  private upstream?: string;
 
-  constructor(f: ForwardRequest) {
-    this.f = f;
-    f.res.on("close", this.onClientClose);
-    f.res.on("drain", this.onDrain);
+  constructor(ctx: HandlerContext, req: IncomingMessage, res: ServerResponse) {
+    this.ctx = ctx;
+    this.req = req;
+    this.res = res;
+    this.socket = req.socket;
+    const headers = req.headers;
+    this.requestId = requestIdFor(headers["x-request-id"]);
+    this.host = headers.host ?? "";
+    this.target = req.url ?? "/";
+    ctx.connections.requestStarted(this.socket);
+    req.on("error", ignoreError);
+    res.on("error", ignoreError);
+    this.res[kExchange] = this;
+    res.once("close", onResponseClose);
+  }
+
+  /** The client's address. */
+  get remote(): string {
+    return this.socket.remoteAddress ?? "";
+  }
+
+  /** Answer with a fixed response (a `return` or `redirect` route) and log it. */
+  respond(status: number, headers: HeaderList, body: string | Buffer, bytes: number): void {
+    if (this.ctx.isDraining()) headers.push("connection", "close");
+    this.res.writeHead(status, headers);
+    this.res.end(body);
+    this.log(status, bytes, undefined);
+  }
+
+  /** Answer with an error response (or cut the connection if a response has begun) and log it. */
+  reply(error: ProxyError): void {
+    this.fail(error);
+    this.log(error.status, 0, error);
+  }
+
+  /** Forward the request to `peer` of `group` and stream the response back. */
+  forward(
+    group: UpstreamGroup,
+    peer: Peer,
+    path: string,
+    headers: HeaderList,
+    body: Dispatcher.DispatchOptions["body"],
+    responseEdits: CompiledEdits,
+  ): void {
+    this.group = group;
+    this.responseEdits = responseEdits;
+    this.options = {
+      method: (this.req.method ?? "GET") as Dispatcher.HttpMethod,
+      path,
+      headers: headers as string[],
+      body,
+      // A proxied request is forwarded exactly once: undici must never replay it on
+      // another connection (non-idempotent requests after a keep-alive race).
+      idempotent: false,
+      blocking: false,
+      reset: false,
+    };
+    this.send(peer);
+  }
+
+  private send(peer: Peer): void {
+    this.peer = peer;
+    this.upstream = peer.address;
+    this.controller = undefined;
+    peer.inFlight++;
+    this.dispatchedAt = performance.now();
+    try {
+      peer.pool.dispatch(this.options as Dispatcher.DispatchOptions, this);
+    } catch (err) {
+      this.onResponseError(undefined as never, err as Error);
+    }
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    if (this.f.res.destroyed)
-      controller.abort(new ProxyError("PRT_ERR_CLIENT_GONE", "client closed the connection"));
+    if (this.res.destroyed) controller.abort(clientGone());
   }
 
   onResponseStart(
@@ -86,11 +180,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     statusMessage?: string,
   ): void {
     if (statusCode < 200) return; // 1xx informational: Node answers 100-continue itself
-    this.headerMs = performance.now() - this.started;
-    const res = this.f.res;
+    this.headerMs = performance.now() - this.dispatchedAt;
+    const res = this.res;
     if (res.destroyed) return;
-    const out = withoutHopByHop(headers);
-    applyEdits(out, this.f.responseHeaders);
+    const edits = this.responseEdits as CompiledEdits;
+    const out = appendSet(copyHeaders(headers, edits, []), edits);
+    if (this.ctx.isDraining()) out.push("connection", "close");
     res.writeHead(statusCode, statusMessage || undefined, out);
     // A body of unknown length may be a stream (SSE) that is slow to start: send the header
     // now. With a Content-Length, Node sends it together with the first chunk (one write).
@@ -100,74 +195,134 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.bytes += chunk.length;
-    if (!this.f.res.write(chunk)) controller.pause();
+    if (!this.res.write(chunk) && this.res.writableLength >= RESPONSE_BUFFER_BYTES) {
+      controller.pause();
+      if (!this.waitingDrain) {
+        this.waitingDrain = true;
+        this.res.once("drain", onResponseDrain);
+      }
+    }
   }
 
   onResponseEnd(): void {
-    this.f.res.end();
-    this.finish({ status: this.f.res.statusCode, bytes: this.bytes, upstreamHeaderMs: this.headerMs });
+    this.res.end();
+    this.releasePeer();
+    this.log(this.res.statusCode, this.bytes, undefined);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    const res = this.f.res;
+    const res = this.res;
+    const peer = this.peer as Peer;
     // The client leaving first makes the body stream or the socket fail too: report that as 499.
     const error =
-      res.destroyed && !res.writableFinished
-        ? new ProxyError("PRT_ERR_CLIENT_GONE", "client closed the connection", { cause: err })
-        : classifyUpstreamError(err, this.f.peer.address);
+      res.destroyed && !res.writableFinished ? clientGone(err) : classifyUpstreamError(err, peer.address);
     if (error.code === "PRT_ERR_UPSTREAM_CONNECT") {
-      this.f.peer.markFailed(PEER_FAIL_TIMEOUT_MS);
+      peer.markFailed(PEER_FAIL_TIMEOUT_MS);
       // Nothing reached the peer: another one may take the request (nginx proxy_next_upstream error).
-      if (!res.headersSent && !res.destroyed && this.f.retry?.(error)) {
-        this.release();
-        return;
-      }
+      if (!res.headersSent && !res.destroyed && this.retry(peer, error)) return;
     }
-    if (error.code !== "PRT_ERR_CLIENT_GONE") this.f.fail(error);
-    const status =
-      error.code === "PRT_ERR_CLIENT_GONE" ? 499 : res.headersSent ? res.statusCode : error.status;
-    this.finish({ status, bytes: this.bytes, upstreamHeaderMs: this.headerMs, error });
+    this.releasePeer();
+    if (error.code === "PRT_ERR_CLIENT_GONE") {
+      this.log(499, this.bytes, error);
+      return;
+    }
+    this.fail(error);
+    this.log(res.headersSent ? res.statusCode : error.status, this.bytes, error);
   }
 
-  private abort(reason: ProxyError): void {
-    if (this.controller && !this.controller.aborted) this.controller.abort(reason);
+  /** The client's socket can take more: resume the upstream. */
+  clientDrained(): void {
+    this.waitingDrain = false;
+    this.controller?.resume();
   }
 
-  private finish(outcome: ProxyOutcome): void {
-    if (this.release()) this.f.done(outcome);
+  /** The response is over: sent, or the connection closed under it. */
+  clientClosed(): void {
+    const res = this.res;
+    if (!res.writableFinished) {
+      // The client went away first: stop the upstream request so its socket is not left behind.
+      const controller = this.controller;
+      if (this.peer && controller && !controller.aborted) controller.abort(clientGone());
+      if (!this.logged) this.log(499, this.bytes, undefined);
+    } else if (!this.logged) {
+      this.log(res.statusCode, 0, undefined);
+    }
+    this.res[kExchange] = undefined;
+    this.ctx.connections.requestEnded(this.socket);
   }
 
-  /** Detach from the client and the peer; false when already done. */
-  private release(): boolean {
-    if (this.finished) return false;
-    this.finished = true;
-    this.f.peer.inFlight--;
-    this.f.res.off("close", this.onClientClose);
-    this.f.res.off("drain", this.onDrain);
+  /**
+   * A request without a body can go to another peer when one cannot be reached (at most
+   * MAX_TRIES peers); with a body, the body stream may already be partly consumed.
+   */
+  private retry(failed: Peer, error: ProxyError): boolean {
+    if (this.options?.body !== null || !this.group) return false;
+    const tried = this.tried ?? new Set<Peer>();
+    this.tried = tried;
+    tried.add(failed);
+    const next = tried.size < MAX_TRIES ? this.group.pick(tried) : undefined;
+    if (!next) return false;
+    this.ctx.log.warn(
+      { requestId: this.requestId, peer: failed.address, next: next.address },
+      `${error.message}; trying the next peer`,
+    );
+    this.releasePeer();
+    this.send(next);
     return true;
+  }
+
+  private releasePeer(): void {
+    if (!this.peer) return;
+    this.peer.inFlight--;
+    this.peer = undefined;
+  }
+
+  /** Send an error response, or destroy the connection when a response has already begun. */
+  private fail(error: ProxyError): void {
+    const res = this.res;
+    if (res.headersSent || res.destroyed) {
+      res.destroy(error);
+      return;
+    }
+    const body = error.body;
+    const headers: HeaderList = [
+      "content-type",
+      "text/plain; charset=utf-8",
+      "content-length",
+      String(Buffer.byteLength(body)),
+    ];
+    // A request body we did not read leaves the connection unusable.
+    if (!this.req.complete || this.ctx.isDraining()) headers.push("connection", "close");
+    res.writeHead(error.status, headers);
+    res.end(body);
+    if (error.status >= 500)
+      this.ctx.log.warn({ requestId: this.requestId, code: error.code }, error.message);
+  }
+
+  /** Write the access-log line, once. */
+  private log(status: number, bytes: number, error: ProxyError | undefined): void {
+    if (this.logged) return;
+    this.logged = true;
+    const accessLog = this.ctx.accessLog;
+    if (!accessLog.isLevelEnabled("info")) return;
+    const target = this.target;
+    accessLog.info({
+      requestId: this.requestId,
+      remote: this.socket.remoteAddress,
+      method: this.req.method,
+      host: this.host,
+      path: target.length > 2048 ? target.slice(0, 2048) : target,
+      status,
+      bytes,
+      ms: round(performance.now() - this.started),
+      upstream: this.upstream,
+      upstreamMs: this.headerMs === undefined ? undefined : round(this.headerMs),
+      error: error?.code,
+      reason: error?.message,
+    });
   }
 }
 
-/** Send a request to its peer and stream the response back. Reports through `f.done`. */
-export function forward(f: ForwardRequest): void {
-  const handler = new ForwardHandler(f);
-  f.peer.inFlight++;
-  try {
-    f.peer.pool.dispatch(
-      {
-        method: f.method as Dispatcher.HttpMethod,
-        path: f.target,
-        headers: f.headers,
-        body: f.body as Dispatcher.DispatchOptions["body"],
-        // A proxied request is forwarded exactly once: undici must never replay it on
-        // another connection (non-idempotent requests after a keep-alive race).
-        idempotent: false,
-        blocking: false,
-        reset: false,
-      },
-      handler,
-    );
-  } catch (err) {
-    handler.onResponseError(undefined as never, err as Error);
-  }
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
 }

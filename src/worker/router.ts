@@ -6,12 +6,28 @@
  */
 import { compileRouteRegex } from "../config/regex.js";
 import type { Route, Server } from "../config/types.js";
+import { type CompiledEdits, compileEdits } from "./headers.js";
 
-/** A route with its compiled matcher. */
+/** A route with its compiled matcher and header edits. */
 export interface CompiledRoute {
   route: Route;
   regex?: RegExp;
+  /** Request header edits, forwarding headers included. */
+  requestEdits: CompiledEdits;
+  responseEdits: CompiledEdits;
 }
+
+function compileRoute(route: Route, regex?: RegExp): CompiledRoute {
+  return {
+    route,
+    regex,
+    requestEdits: compileEdits(route.requestHeaders, true),
+    responseEdits: compileEdits(route.responseHeaders, false),
+  };
+}
+
+/** Most distinct Host header values remembered per listen address (clients choose them). */
+const HOST_CACHE_SIZE = 1024;
 
 /** One server's routes, compiled for lookup. */
 export class ServerRoutes {
@@ -26,11 +42,11 @@ export class ServerRoutes {
     for (const route of server.routes) {
       const m = route.match;
       if (m.kind === "exact") {
-        if (!this.exact.has(m.path)) this.exact.set(m.path, { route });
+        if (!this.exact.has(m.path)) this.exact.set(m.path, compileRoute(route));
       } else if (m.kind === "regex") {
-        this.regexes.push({ route, regex: compileRouteRegex(m.source, m.caseInsensitive) });
+        this.regexes.push(compileRoute(route, compileRouteRegex(m.source, m.caseInsensitive)));
       } else {
-        this.prefixes.push({ route });
+        this.prefixes.push(compileRoute(route));
       }
     }
     this.prefixes.sort(
@@ -55,6 +71,8 @@ export class HostRouter {
   /** Wildcards as [".suffix", server], longest suffix first. */
   private readonly wildcards: Array<[string, ServerRoutes]> = [];
   private readonly fallback: ServerRoutes;
+  /** Host header value as received -> its server: most requests repeat a few values. */
+  private readonly cache = new Map<string, ServerRoutes>();
 
   constructor(servers: readonly Server[]) {
     const compiled = servers.map((s) => new ServerRoutes(s));
@@ -70,7 +88,16 @@ export class HostRouter {
   /** The server for a request's Host header (port and trailing dot ignored, case-insensitive). */
   serverFor(hostHeader: string | undefined): ServerRoutes {
     if (!hostHeader) return this.fallback;
-    const host = normalizeHost(hostHeader);
+    const cached = this.cache.get(hostHeader);
+    if (cached) return cached;
+    const found = this.lookup(normalizeHost(hostHeader));
+    // Bounded: a client sending endless distinct Host values only resets the cache.
+    if (this.cache.size >= HOST_CACHE_SIZE) this.cache.clear();
+    this.cache.set(hostHeader, found);
+    return found;
+  }
+
+  private lookup(host: string): ServerRoutes {
     const exact = this.exact.get(host);
     if (exact) return exact;
     for (const [suffix, sr] of this.wildcards) if (host.endsWith(suffix)) return sr;
@@ -97,11 +124,17 @@ export function normalizeHost(value: string): string {
  */
 export function splitTarget(target: string): { path: string; query: string } {
   const q = target.indexOf("?");
+  if (q < 0 && target.charCodeAt(0) === 0x2f && !needsNormalizing(target)) return { path: target, query: "" };
   let path = q >= 0 ? target.slice(0, q) : target;
   const query = q >= 0 ? target.slice(q) : "";
   if (!path.startsWith("/")) path = `/${path}`;
-  if (path.includes("/.") || path.includes("%2e") || path.includes("%2E") || path.includes("//")) {
+  if (needsNormalizing(path)) {
     path = new URL(path.replace(/\/{2,}/g, "/"), "http://x").pathname;
   }
   return { path, query };
+}
+
+/** True when a path has dot segments (plain or percent-encoded) or repeated slashes. */
+function needsNormalizing(path: string): boolean {
+  return path.includes("/.") || path.includes("%2e") || path.includes("%2E") || path.includes("//");
 }
