@@ -1,33 +1,154 @@
-// Shared helpers for the benchmarks: start the backend and Portico as child processes on
-// loopback (ports picked by the OS), run autocannon for a bounded time, and print a table.
-import { spawn } from "node:child_process";
+// Shared helpers for the benchmarks: start the backend, Portico and other servers as child
+// processes on loopback (ports picked by the OS), optionally pinned to CPUs with taskset,
+// stop every one of them by PID (also on error and Ctrl-C: `stopAll`), run autocannon
+// in-process for a bounded time (bench:reload), and print Markdown tables.
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
+import { processTree } from "./cpu.js";
 
 const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
 
-/** Start bench/backend.js; resolves with { port, stop }. */
-export function startBackend() {
-  const proc = spawn(process.execPath, [fileURLToPath(new URL("./backend.js", import.meta.url))], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+/** The path of `name` on PATH, or undefined. */
+export function which(name) {
+  try {
+    return execFileSync("sh", ["-c", `command -v ${name}`], { encoding: "utf8" }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when processes can be pinned: taskset is installed and there are at least 2 CPUs. */
+export const canPin = os.cpus().length >= 2 && which("taskset") !== undefined;
+
+/** Every child process started through `spawnTracked` that has not exited yet. */
+const running = new Set();
+/** Temp dirs made by `tempDir`, removed by `stopAll`. */
+const dirs = new Set();
+
+/**
+ * Spawn `cmd args`, on CPUs `cpus` ("0", "1", "0,1") through taskset when pinning is
+ * possible (taskset execs the command: the PID is the command's). Tracked for `stopAll`.
+ */
+export function spawnTracked(cmd, args, { cpus, ...options } = {}) {
+  const [file, argv] = cpus !== undefined && canPin ? ["taskset", ["-c", cpus, cmd, ...args]] : [cmd, args];
+  const proc = spawn(file, argv, options);
+  running.add(proc);
+  proc.once("exit", () => running.delete(proc));
+  proc.once("error", () => running.delete(proc));
+  return proc;
+}
+
+/** A temp dir, removed by `stopAll` (or by `removeDir`). */
+export function tempDir(prefix = "portico-bench-") {
+  const dir = mkdtempSync(join(os.tmpdir(), prefix));
+  dirs.add(dir);
+  return dir;
+}
+
+/** Remove a dir made by `tempDir`. */
+export function removeDir(dir) {
+  rmSync(dir, { recursive: true, force: true });
+  dirs.delete(dir);
+}
+
+/**
+ * Stop `proc` and its descendants (found before signalling it): SIGTERM, then SIGKILL to
+ * whichever is still there after `graceMs`.
+ */
+export async function stop(proc, graceMs = 5000) {
+  if (proc.exitCode !== null || proc.signalCode !== null || proc.pid === undefined) return;
+  const tree = processTree(proc.pid);
+  const exited = new Promise((resolve) => proc.once("exit", resolve));
+  try {
+    proc.kill("SIGTERM");
+  } catch {}
+  const timer = new Promise((resolve) => setTimeout(resolve, graceMs, "timeout"));
+  if ((await Promise.race([exited, timer])) === "timeout") proc.kill("SIGKILL");
+  // Children that outlived their parent (a worker killed with its master, say).
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  for (const pid of tree) {
+    if (pid === proc.pid) continue;
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {}
+  }
+}
+
+/** Stop every tracked process and remove every temp dir. */
+export async function stopAll() {
+  await Promise.all([...running].map((proc) => stop(proc, 3000)));
+  for (const dir of dirs) removeDir(dir);
+}
+
+/** A free TCP port on 127.0.0.1 (bound with port 0, read back, closed). */
+export function freePort() {
   return new Promise((resolve, reject) => {
-    proc.once("error", reject);
-    proc.stdout.once("data", (d) => {
-      resolve({ port: Number(String(d).trim()), stop: () => stop(proc) });
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
     });
   });
 }
 
-/** Start `portico start` on a YAML text; resolves with { port, pids, stop } once ready. */
-export function startPortico(yaml) {
-  const dir = mkdtempSync(join(os.tmpdir(), "portico-bench-"));
-  const file = join(dir, "portico.yaml");
+/** Resolve once 127.0.0.1:`port` accepts connections; reject if `proc` exits or after `ms`. */
+export async function waitForPort(port, proc, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`${proc.spawnfile} exited with ${proc.exitCode}`);
+    const ok = await new Promise((resolve) => {
+      const socket = net.connect(port, "127.0.0.1");
+      socket.once("connect", () => {
+        socket.end();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listening on port ${port} after ${ms} ms`);
+}
+
+/** Start a node script that prints its port on its first stdout line; resolves with { port, proc, stop }. */
+export function startNodeServer(script, args = [], { cpus } = {}) {
+  const proc = spawnTracked(process.execPath, [script, ...args], {
+    cpus,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return new Promise((resolve, reject) => {
+    proc.once("error", reject);
+    proc.once("exit", (code) => reject(new Error(`${script} exited with ${code}`)));
+    proc.stdout.once("data", (d) => {
+      resolve({ port: Number(String(d).trim()), proc, stop: () => stop(proc) });
+    });
+  });
+}
+
+/** Start bench/backend.js (on CPUs `cpus` if given); resolves with { port, proc, stop }. */
+export function startBackend({ cpus } = {}) {
+  return startNodeServer(fileURLToPath(new URL("./backend.js", import.meta.url)), [], { cpus });
+}
+
+/**
+ * Start `portico start` on a YAML text (in `dir`, or a temp dir of its own that `stop`
+ * removes; on CPUs `cpus` if given: workers inherit the affinity); resolves with
+ * { port, pids, proc, file, lines, stop } once ready.
+ */
+export function startPortico(yaml, { cpus, dir: inDir, name = "portico.yaml" } = {}) {
+  const dir = inDir ?? tempDir();
+  const file = join(dir, name);
   writeFileSync(file, yaml);
-  const proc = spawn(process.execPath, [CLI, "start", "-c", file], { stdio: ["ignore", "ignore", "pipe"] });
+  const proc = spawnTracked(process.execPath, [CLI, "start", "-c", file], {
+    cpus,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   /** Every JSON line of the master's and workers' error log. */
   const lines = [];
   let rest = "";
@@ -58,7 +179,7 @@ export function startPortico(yaml) {
         lines,
         stop: async () => {
           await stop(proc);
-          rmSync(dir, { recursive: true, force: true });
+          if (!inDir) removeDir(dir);
         },
       });
     };
@@ -66,15 +187,7 @@ export function startPortico(yaml) {
   });
 }
 
-function stop(proc) {
-  return new Promise((resolve) => {
-    if (proc.exitCode !== null) return resolve();
-    proc.once("exit", () => resolve());
-    proc.kill("SIGTERM");
-  });
-}
-
-/** Run autocannon against `url` for `seconds`; resolves with its result. */
+/** Run autocannon in this process against `url` for `seconds`; resolves with its result. */
 export function load(url, { seconds, connections }) {
   return new Promise((resolve, reject) => {
     autocannon({ url, duration: seconds, connections, pipelining: 1 }, (err, result) =>

@@ -1,0 +1,102 @@
+// The targets of `npm run bench`, all started once per run in front of one backend: the
+// backend directly, Portico with `workers: 1` (pinned to the proxy CPU) and `workers: auto`
+// (not pinned), the minimal undici proxy, http-proxy, and nginx and HAProxy when installed.
+// Each target: { key, name, port, roots (PIDs whose process trees are its CPU), accessLog
+// (file of Portico's access log, when on), workers (Portico's worker PIDs), stop }.
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startNodeServer, startPortico } from "./lib.js";
+import { HAPROXY, startHaproxy } from "./peers/haproxy.js";
+import { NGINX, startNginx } from "./peers/nginx.js";
+
+const peer = (name) => fileURLToPath(new URL(`./peers/${name}`, import.meta.url));
+
+/** Portico's bench config: every feature on (routes, a return route, request ids, X-Forwarded-*, Via, access log). */
+function porticoYaml({ workers, dir, tag, backendPort, accessLog }) {
+  return `
+workers: ${workers}
+pid_file: ${join(dir, `portico-${tag}.pid`)}
+log: { level: info, access: ${accessLog ? join(dir, `portico-${tag}-access.log`) : "off"}, error: stderr }
+upstreams:
+  bench: { servers: [{ address: 127.0.0.1:${backendPort} }] }
+servers:
+  - listen: 127.0.0.1:0
+    default: true
+    routes:
+      - exact: /healthz
+        return: { status: 200, body: "ok\\n" }
+      - path: /
+        upstream: bench
+`;
+}
+
+/**
+ * Every target's definition, in the order they run. `only` (keys) restricts the list;
+ * nginx and HAProxy are left out when not installed.
+ */
+export function targetList({ only } = {}) {
+  const all = [
+    {
+      key: "direct",
+      start: async ({ backend }) => ({ name: "backend directly", port: backend.port, roots: [] }),
+    },
+    {
+      key: "portico-1",
+      start: (o) =>
+        portico({ ...o, workers: 1, tag: "1", cpus: o.proxyCpus, name: `Portico, workers: 1${o.pin}` }),
+    },
+    {
+      key: "portico-auto",
+      start: (o) => portico({ ...o, workers: "auto", tag: "auto", name: "Portico, workers: auto" }),
+    },
+    {
+      key: "undici",
+      start: async ({ backend, proxyCpus, pin }) => {
+        const p = await startNodeServer(peer("undici-proxy.js"), [String(backend.port)], { cpus: proxyCpus });
+        return { name: `minimal undici proxy${pin}`, port: p.port, roots: [p.proc.pid], stop: p.stop };
+      },
+    },
+    {
+      key: "http-proxy",
+      start: async ({ backend, proxyCpus, pin }) => {
+        const p = await startNodeServer(peer("http-proxy.js"), [String(backend.port)], { cpus: proxyCpus });
+        return { name: `http-proxy${pin}`, port: p.port, roots: [p.proc.pid], stop: p.stop };
+      },
+    },
+    NGINX && {
+      key: "nginx",
+      start: async ({ backend, dir, accessLog, proxyCpus, pin }) => {
+        const p = await startNginx({ dir, backendPort: backend.port, accessLog, cpus: proxyCpus });
+        return { name: `nginx, 1 worker${pin}`, port: p.port, roots: [p.proc.pid], stop: p.stop };
+      },
+    },
+    HAPROXY && {
+      key: "haproxy",
+      start: async ({ backend, dir, accessLog, proxyCpus, pin }) => {
+        const p = await startHaproxy({ dir, backendPort: backend.port, accessLog, cpus: proxyCpus });
+        return { name: `HAProxy, nbthread 1${pin}`, port: p.port, roots: [p.proc.pid], stop: p.stop };
+      },
+    },
+  ].filter(Boolean);
+  return only ? all.filter((t) => only.includes(t.key)) : all;
+}
+
+async function portico({ backend, dir, accessLog, workers, tag, cpus, name }) {
+  const yaml = porticoYaml({ workers, dir, tag, backendPort: backend.port, accessLog });
+  const p = await startPortico(yaml, { cpus, dir, name: `portico-${tag}.yaml` });
+  return {
+    name: workers === "auto" ? `${name} (${p.pids.length}), not pinned` : name,
+    port: p.port,
+    roots: [p.proc.pid],
+    accessLog: accessLog ? join(dir, `portico-${tag}-access.log`) : undefined,
+    workers: p.pids,
+    stop: p.stop,
+  };
+}
+
+/** Start the targets of `list` one after another; resolves with the started targets. */
+export async function startTargets(list, options) {
+  const started = [];
+  for (const t of list) started.push({ key: t.key, ...(await t.start(options)) });
+  return started;
+}
