@@ -1,7 +1,7 @@
 /**
  * Loggers (pino). Two streams, as in nginx: the error/lifecycle log and the access log, each
- * to stdout, stderr or a file. Lines are JSON, one per event; writes are asynchronous and
- * a line is always shorter than PIPE_BUF, so workers sharing stdout never interleave.
+ * to stdout, stderr or a file. Lines are JSON, one per event; writes to stdout and stderr
+ * are asynchronous, one line each, so workers sharing a pipe never interleave.
  * An access log written to a file is buffered, as nginx's `access_log ... buffer= flush=`:
  * lines go out in blocks of ACCESS_BUFFER_BYTES, at least every ACCESS_FLUSH_MS, and when
  * the worker exits or reopens its files (one write per block instead of one per request).
@@ -14,11 +14,52 @@ export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace";
 /** A pino logger. */
 export type Logger = pino.Logger;
 
-/** File destinations opened by this process, reopened on SIGUSR2 (log rotation). */
-const files: Array<{ path: string; stream: ReturnType<typeof pino.destination> }> = [];
+type Destination = ReturnType<typeof pino.destination>;
 
-/** An access-log file is written in blocks of this many bytes... */
-export const ACCESS_BUFFER_BYTES = 4096;
+/**
+ * Lines kept in memory and written to a file as one block (nginx's `access_log buffer=`).
+ * Done here rather than with sonic-boom's `minLength`, which appends each line to one
+ * growing string and measures its byte length on every write: a cost that grows with the
+ * block, where joining the lines once per block costs one copy.
+ */
+class BlockBuffer {
+  private lines: string[] = [];
+  private chars = 0;
+
+  constructor(private readonly stream: Destination) {}
+
+  write(line: string): void {
+    this.lines.push(line);
+    this.chars += line.length;
+    if (this.chars >= ACCESS_BUFFER_BYTES) this.flush();
+  }
+
+  /** Hand what is buffered to the destination (a synchronous write for a file). */
+  flush(): void {
+    if (this.lines.length === 0) return;
+    const block = this.lines.join("");
+    this.lines = [];
+    this.chars = 0;
+    this.stream.write(block);
+  }
+}
+
+/** File destinations opened by this process, reopened on SIGUSR2 (log rotation). */
+const files: Array<{ path: string; stream: Destination; blocks?: BlockBuffer }> = [];
+
+let flushTimer: NodeJS.Timeout | undefined;
+
+/** Write every file's buffered block at least every ACCESS_FLUSH_MS (the timer keeps no process up). */
+function flushEverySecond(): void {
+  if (flushTimer) return;
+  flushTimer = setInterval(() => {
+    for (const f of files) f.blocks?.flush();
+  }, ACCESS_FLUSH_MS);
+  flushTimer.unref();
+}
+
+/** An access-log file is written in blocks of about this many bytes... */
+export const ACCESS_BUFFER_BYTES = 64 * 1024;
 /** ...or after this long, whichever comes first. */
 export const ACCESS_FLUSH_MS = 1000;
 
@@ -40,27 +81,35 @@ function isoTimeByMs(): string {
 
 /**
  * Open a pino destination for `stdout`, `stderr` or a file path (appended to, created if
- * missing); `buffered` files are written in blocks (see the top of this file).
+ * missing). Writes to stdout and stderr are asynchronous, one line at a time (each shorter
+ * than PIPE_BUF, so workers sharing a pipe never interleave); to a file, synchronous, as
+ * nginx writes: to the page cache that costs less than a round trip to libuv's thread pool.
  */
-function destination(target: string, buffered = false): pino.DestinationStream {
+function destination(target: string): Destination {
   if (target === "stdout") return pino.destination({ dest: 1, sync: false });
   if (target === "stderr") return pino.destination({ dest: 2, sync: false });
-  const stream = pino.destination({
-    dest: target,
-    append: true,
-    mkdir: true,
-    // Buffered blocks are written synchronously, as nginx does: a block to the page cache
-    // costs a few microseconds, less than handing it to libuv's thread pool and back.
-    ...(buffered
-      ? { sync: true, minLength: ACCESS_BUFFER_BYTES, periodicFlush: ACCESS_FLUSH_MS }
-      : { sync: false }),
-  });
+  const stream = pino.destination({ dest: target, append: true, mkdir: true, sync: true });
   files.push({ path: target, stream });
   return stream;
 }
 
+/**
+ * A line writer for `target`: block-buffered for a file (see the top of this file), one
+ * write per line for stdout and stderr.
+ */
+function lineWriter(target: string): (line: string) => void {
+  const stream = destination(target);
+  const file = files.find((f) => f.stream === stream);
+  if (!file) return (line) => stream.write(line);
+  const blocks = new BlockBuffer(stream);
+  file.blocks = blocks;
+  flushEverySecond();
+  return (line) => blocks.write(line);
+}
+
 /** Write out what the file destinations of this process still buffer. */
 export function flushLogFiles(): Promise<void> {
+  for (const f of files) f.blocks?.flush();
   return Promise.all(
     files.map(({ stream }) => new Promise<void>((resolve) => stream.flush(() => resolve()))),
   ).then(() => {});
@@ -71,7 +120,10 @@ export function flushLogFiles(): Promise<void> {
  * to the old file, new lines to a new file at the configured path. Returns the paths reopened.
  */
 export function reopenLogFiles(): string[] {
-  for (const { stream } of files) stream.flush(() => stream.reopen());
+  for (const { stream, blocks } of files) {
+    blocks?.flush();
+    stream.flush(() => stream.reopen());
+  }
   return files.map((f) => f.path);
 }
 
@@ -83,11 +135,59 @@ export function createLogger(target: string, level: LogLevel, bindings: Record<s
   );
 }
 
-/** The access logger: one line per request, or a silent logger when `target` is `off`. */
-export function createAccessLogger(target: string): Logger {
-  if (target === "off") return pino({ enabled: false });
-  return pino(
-    { base: { pid: process.pid }, timestamp: isoTimeByMs, messageKey: "msg" },
-    destination(target, true),
-  );
+/** The fields of one access-log line. */
+export interface AccessEntry {
+  requestId: string;
+  /** The client's address. */
+  remote: string;
+  method: string;
+  /** The `Host` header as received. */
+  host: string;
+  /** The request target as received (cut to 2 KiB). */
+  path: string;
+  status: number;
+  /** Response body bytes sent. */
+  bytes: number;
+  /** From the request's arrival to the end of the response. */
+  ms: number;
+  /** The peer that served (or was last tried). */
+  upstream?: string;
+  /** Time to the upstream's response header. */
+  upstreamMs?: number;
+  /** A Portico error code (PRT_ERR_...) and its message. */
+  error?: string;
+  reason?: string;
+}
+
+/** The access log: one JSON line per request (`enabled` is false when it is `off`). */
+export interface AccessLog {
+  readonly enabled: boolean;
+  write(entry: AccessEntry): void;
+}
+
+/**
+ * The access log, to `target` (or off). A line has a fixed set of fields, as nginx's
+ * `log_format`, so it is put together directly, in the same shape pino writes (`level`,
+ * `time`, `pid`, then the fields), and handed to pino's destination: pino's generic
+ * serializer (a walk over the object's keys with a type check per value) cost a worker
+ * about 4 µs per request, 5% of a small proxied request. Strings that come from the client
+ * (host, path, a client's request id) or from an error message go through JSON.stringify;
+ * the others are ours or validated (an IP address, a peer address, a method token).
+ */
+export function createAccessLogger(target: string): AccessLog {
+  if (target === "off") return { enabled: false, write() {} };
+  const write = lineWriter(target);
+  const head = '{"level":30';
+  const pid = `,"pid":${process.pid},"requestId":`;
+  return {
+    enabled: true,
+    write(e: AccessEntry): void {
+      let line = `${head}${isoTimeByMs()}${pid}${JSON.stringify(e.requestId)},"remote":"${e.remote}","method":"${e.method}","host":${JSON.stringify(e.host)},"path":${JSON.stringify(e.path)},"status":${e.status},"bytes":${e.bytes},"ms":${e.ms}`;
+      if (e.upstream !== undefined) line += `,"upstream":"${e.upstream}"`;
+      if (e.upstreamMs !== undefined) line += `,"upstreamMs":${e.upstreamMs}`;
+      if (e.error !== undefined) line += `,"error":"${e.error}"`;
+      if (e.reason !== undefined) line += `,"reason":${JSON.stringify(e.reason)}`;
+      write(`${line}}\n`);
+    },
+  };
 }

@@ -46,7 +46,7 @@ export class ConnectionTracker {
   private readonly onConnection = (socket: TrackedSocket) => {
     socket[kState] = { tracker: this, busy: 0, idleSince: performance.now(), bytesAtIdle: 0 };
     this.connections.add(socket);
-    socket.once("close", onSocketClose);
+    socket.on("close", onSocketClose);
   };
 
   /** Start tracking the connections of `server`. */

@@ -14,7 +14,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Dispatcher } from "undici";
-import type { Logger } from "../observability/logger.js";
+import type { AccessLog, Logger } from "../observability/logger.js";
 import type { Peer } from "../upstream/peer.js";
 import type { UpstreamGroup } from "../upstream/upstream-group.js";
 import type { ConnectionTracker } from "./connections.js";
@@ -27,7 +27,7 @@ export interface HandlerContext {
   /** `1.1 portico-xxxx`: this instance's Via entry, also used to detect loops. */
   via: string;
   upstreams: ReadonlyMap<string, UpstreamGroup>;
-  accessLog: Logger;
+  accessLog: AccessLog;
   log: Logger;
   /** Client connections and in-flight requests, for draining. */
   connections: ConnectionTracker;
@@ -108,7 +108,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     req.on("error", ignoreError);
     res.on("error", ignoreError);
     this.res[kExchange] = this;
-    res.once("close", onResponseClose);
+    res.on("close", onResponseClose);
   }
 
   /** The client's address. */
@@ -304,12 +304,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.logged) return;
     this.logged = true;
     const accessLog = this.ctx.accessLog;
-    if (!accessLog.isLevelEnabled("info")) return;
+    if (!accessLog.enabled) return;
     const target = this.target;
-    accessLog.info({
+    accessLog.write({
       requestId: this.requestId,
-      remote: this.socket.remoteAddress,
-      method: this.req.method,
+      remote: this.socket.remoteAddress ?? "",
+      method: this.req.method ?? "",
       host: this.host,
       path: target.length > 2048 ? target.slice(0, 2048) : target,
       status,
