@@ -123,6 +123,9 @@ async function main() {
           }
           before = [cpuSnapshot(t.roots), cpuSnapshot([backend.proc.pid]), machineTicks()];
           result = await runLoad(url, { ...opts, seconds });
+          // A target that answers nothing (hung, or accepting and never responding) is a failure, not a row of zeros.
+          if (result.requests === 0)
+            throw new Error(`no response in ${seconds} s (${result.socketErrors} socket errors)`);
         } catch (err) {
           // A target that died (or a load run that failed) is reported, not fatal to the run.
           t.failed = String(err.message ?? err).split("\n")[0];
