@@ -230,6 +230,25 @@ describe("transport safety", () => {
     await expect(doh.resolve("api.test", "A")).rejects.toMatchObject({ code: "NETWORK" });
   });
 
+  it.each(["tls", "https"] as const)(
+    "fails a %s:// nameserver that is a plain DNS port at once, saying so",
+    async (scheme) => {
+      const port = new URL(server.urls.tcp).port;
+      const url =
+        scheme === "tls"
+          ? `tls://127.0.0.1:${port}`
+          : `https://127.0.0.1:${port}/dns-query?servername=dns.test`;
+      // The timeout is long: only the plain-DNS probe can end the handshake with this error.
+      const r = resolver({ nameservers: [url], tls: { ca: server.ca }, timeoutMs: 30_000 });
+      const err = await r.resolve("api.test", "A").catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "NETWORK" });
+      expect(String((err as Error).message)).toContain(
+        `no TLS handshake: 127.0.0.1:${port} answers plain DNS over TCP`,
+      );
+      expect(String((err as Error).message)).toContain(`write tcp://127.0.0.1:${port}`);
+    },
+  );
+
   it("checks the certificate against ?servername=", async () => {
     const good = resolver({
       nameservers: [`${server.urls.tls}?servername=dns.test`],

@@ -3,10 +3,12 @@
  * (`application/dns-message`), through one undici pool per nameserver (keep-alive, HTTP/2 when
  * the server offers it). The ID is 0 as §4.1 recommends; the question is still checked.
  */
-import { Pool } from "undici";
+import { TLSSocket } from "node:tls";
+import { buildConnector, Pool } from "undici";
 import { DnsError } from "../errors.js";
 import { answersQuestion, decodeResponse, encodeQuery, type Response } from "../message.js";
 import type { Question } from "../types.js";
+import { watchHandshake } from "./plain-probe.js";
 import type { Endpoint, Transport, TransportEvents } from "./transport.js";
 
 const MEDIA_TYPE = "application/dns-message";
@@ -21,11 +23,17 @@ export class HttpsTransport implements Transport {
   ) {
     const { host, port, servername, ca, cert, key } = endpoint;
     const origin = `https://${host.includes(":") ? `[${host}]` : host}:${port}`;
+    const connector = buildConnector({ servername, ca, cert, key, allowH2: true });
     this.pool = new Pool(origin, {
       connections: 4,
       allowH2: true,
       keepAliveTimeout: 10_000,
-      connect: { servername, ca, cert, key },
+      // undici's own connector, with the handshake watched for a plain DNS port.
+      connect: (options, callback) => {
+        // Typed as void, but undici's connector returns the socket it is connecting.
+        const socket: unknown = connector(options, callback);
+        if (socket instanceof TLSSocket) watchHandshake(socket, endpoint, "https");
+      },
     });
   }
 
@@ -56,6 +64,7 @@ export class HttpsTransport implements Transport {
       }
     } catch (err) {
       if (err instanceof DnsError) throw err;
+      if ((err as Error).cause instanceof DnsError) throw (err as Error).cause;
       if (signal.aborted) {
         throw new DnsError(
           "TIMEOUT",

@@ -5,10 +5,11 @@
  * closed after `idleMs` without queries, and reopened when the server has closed it.
  */
 import { isIP, type Socket, connect as tcpConnect } from "node:net";
-import { connect as tlsConnect } from "node:tls";
+import { TLSSocket, connect as tlsConnect } from "node:tls";
 import { DnsError } from "../errors.js";
 import { answersQuestion, decodeResponse, encodeQuery, type Response, randomId } from "../message.js";
 import type { Question } from "../types.js";
+import { watchHandshake } from "./plain-probe.js";
 import type { Endpoint, Transport, TransportEvents } from "./transport.js";
 
 interface Pending {
@@ -67,7 +68,7 @@ export class StreamTransport implements Transport {
   private connection(): Socket {
     if (this.socket && !this.socket.destroyed) return this.socket;
     const { host, port, servername, ca, cert, key } = this.endpoint;
-    const socket =
+    const socket: Socket =
       this.kind === "tls"
         ? tlsConnect({
             host,
@@ -80,6 +81,7 @@ export class StreamTransport implements Transport {
             ALPNProtocols: ["dot"],
           })
         : tcpConnect({ host, port });
+    if (socket instanceof TLSSocket) watchHandshake(socket, this.endpoint, "tls");
     socket.setNoDelay(true);
     socket.unref();
     this.buffered = Buffer.alloc(0);
@@ -87,10 +89,12 @@ export class StreamTransport implements Transport {
     socket.on("error", (cause) =>
       this.fail(
         socket,
-        new DnsError("NETWORK", `${this.endpoint.url}: ${cause.message}`, {
-          server: this.endpoint.url,
-          cause,
-        }),
+        cause instanceof DnsError
+          ? cause
+          : new DnsError("NETWORK", `${this.endpoint.url}: ${cause.message}`, {
+              server: this.endpoint.url,
+              cause,
+            }),
       ),
     );
     socket.on("close", () =>
