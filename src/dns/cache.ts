@@ -4,13 +4,13 @@
  * Bounded: the least recently used entry is evicted past `maxEntries` (a linked list in order of
  * use; a hit moves its entry to the newest end).
  */
-import type { DnsErrorCode } from "./errors.js";
+import type { DnsError, DnsErrorCode } from "./errors.js";
 import type { DnsAnswer } from "./types.js";
 
 /** A cached answer, or a cached negative result (NXDOMAIN/NODATA). */
 export interface CacheEntry {
   answer?: DnsAnswer;
-  negative?: { code: DnsErrorCode; message: string };
+  negative?: { code: DnsErrorCode; message: string; details?: DnsError["details"] };
   /** Seconds the entry was stored for (after clamping). */
   ttl: number;
   /** Epoch ms when it was stored and when it expires. */
@@ -18,6 +18,8 @@ export interface CacheEntry {
   expiresAt: number;
   /** While stale: epoch ms before which the nameservers are not asked again (RFC 8767 §5 failure recheck). */
   retryAfter: number;
+  /** While stale: why the last refresh failed (every nameserver's failure). */
+  failure?: DnsError;
 }
 
 export interface CacheCounters {
@@ -98,6 +100,11 @@ export class DnsCache {
       });
     }
     return out;
+  }
+
+  /** A nameserver answers again: every stale entry may be asked again at once. */
+  endRetryWaits(): void {
+    for (let node = this.oldest; node; node = node.newer) node.entry.retryAfter = 0;
   }
 
   clear(): void {

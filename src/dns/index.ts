@@ -3,9 +3,15 @@
  * TTL cache that serves stale. Imports nothing of the proxy.
  */
 export { type BreakerOptions, type BreakerState, CircuitBreaker } from "./breaker.js";
-export { DnsError, type DnsErrorCode, isDnsError } from "./errors.js";
+export {
+  DnsError,
+  type DnsErrorCode,
+  describeFailures,
+  isDnsError,
+  type ServerFailure,
+} from "./errors.js";
 export { parseHosts } from "./hosts.js";
-export { isHostName } from "./names.js";
+export { isHostName, isNoService, NO_SERVICE } from "./names.js";
 export {
   NAMESERVER_FORMS,
   type NameserverStats,

@@ -8,3 +8,11 @@ const HOSTNAME =
 export function isHostName(text: string): boolean {
   return HOSTNAME.test(text);
 }
+
+/** RFC 2782: an SRV target of `.` (canonical: empty) means there is no such service. */
+export const NO_SERVICE = "the service is decidedly not available at this domain (RFC 2782)";
+
+/** Whether SRV records say "no service": there are some, and every target is `.`. */
+export function isNoService(records: ReadonlyArray<{ type: string; target?: string }>): boolean {
+  return records.length > 0 && records.every((r) => r.type === "SRV" && r.target === "");
+}

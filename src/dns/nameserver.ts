@@ -180,6 +180,9 @@ export class Nameserver {
         response = await transport.exchange(question, timeoutMs);
       } catch (err) {
         this.failed(err);
+        // A truncated UDP answer retried over TCP: say it was TCP that failed.
+        if (kind !== this.kind && err instanceof DnsError)
+          throw new DnsError(err.code, err.message, { ...err.details, transport: kind });
         throw err;
       }
       this.answered(response, started);

@@ -6,7 +6,13 @@
  */
 import type { BreakerOptions } from "./breaker.js";
 import { type CacheCounters, type CacheEntry, DnsCache } from "./cache.js";
-import { DnsError, type DnsErrorCode, SERVER_FAILURES } from "./errors.js";
+import {
+  DnsError,
+  type DnsErrorCode,
+  describeFailures,
+  SERVER_FAILURES,
+  type ServerFailure,
+} from "./errors.js";
 import { HostsFile } from "./hosts.js";
 import { answerRecords, canonicalName, negativeTtl, type Response } from "./message.js";
 import { Nameserver, type NameserverStats, type TlsOptions } from "./nameserver.js";
@@ -44,7 +50,7 @@ export interface ResolverOptions {
   breaker?: BreakerOptions;
   /** Most entries in the cache (LRU beyond). Default 10000. */
   maxEntries?: number;
-  /** TTL clamp for answers, seconds. Defaults 1 and 86400. */
+  /** TTL clamp for answers (not for TTL 0), seconds; fractions allowed. Defaults 1 and 86400. */
   minTtl?: number;
   maxTtl?: number;
   /** Longest time a negative answer is cached, seconds. Default 3600. */
@@ -63,6 +69,12 @@ export interface ResolverOptions {
    * socket for every query; larger trades some port churn (RFC 5452 §9.2) for speed. Default 8.
    */
   udpQueriesPerSocket?: number;
+  /**
+   * Called when a nameserver whose last query failed gives an answer again (NOERROR or NXDOMAIN). Stale
+   * entries are then asked again at once instead of after `staleRetryMs`; a caller that
+   * retries failing names on its own schedule (discovery) re-asks them now.
+   */
+  onRecovered?: (server: string) => void;
 }
 
 /** The resolver's counters: cache and each nameserver. */
@@ -77,6 +89,14 @@ interface Asked {
   server: string;
   transport: TransportKind;
 }
+
+/**
+ * An answer with TTL 0 is reported with TTL 0 but kept this long (seconds, or `minTtl` if
+ * shorter), so concurrent askers still share it. TTL 0 means "do not cache" (RFC 1035 §3.2.1),
+ * and a recursive resolver counting its cache in whole seconds gives it during the last second
+ * before it refetches: a caller asking again soon after gets the fresh answer, not this one.
+ */
+const ZERO_TTL_KEEP_S = 0.25;
 
 /** For the prefetch, whose failure only the cache counters show. */
 function ignore(): void {}
@@ -97,7 +117,10 @@ export class Resolver {
   private readonly staleRetryMs: number;
   private readonly hostsTtl: number;
   private readonly maxCnameChain: number;
+  private readonly onRecovered: ((server: string) => void) | undefined;
   private nextServer = 0;
+  /** Nameservers whose last query failed (no answer, or SERVFAIL/REFUSED). */
+  private readonly failing = new Set<Nameserver>();
 
   constructor(options: ResolverOptions = {}) {
     const explicit = options.nameservers !== undefined;
@@ -116,6 +139,7 @@ export class Resolver {
     this.staleRetryMs = options.staleRetryMs ?? 30_000;
     this.hostsTtl = options.hostsTtl ?? 5;
     this.maxCnameChain = options.maxCnameChain ?? 8;
+    this.onRecovered = options.onRecovered;
     this.cache = new DnsCache(options.maxEntries ?? 10_000, options.staleMaxMs ?? 86_400_000);
     const hostsFile = options.hostsFile ?? "/etc/hosts";
     this.hosts = hostsFile === false ? undefined : new HostsFile(hostsFile);
@@ -231,6 +255,7 @@ export class Resolver {
         if (stale && err instanceof DnsError && SERVER_FAILURES.has(err.code)) {
           const now = Date.now();
           stale.retryAfter = now + this.staleRetryMs;
+          stale.failure = err;
           return this.staleAnswer(stale, now);
         }
         throw err;
@@ -258,6 +283,8 @@ export class Resolver {
     const answer = fromCache(entry, entry.answer, now);
     answer.ttl = Math.max(1, Math.ceil(this.staleRetryMs / 1000));
     answer.stale = true;
+    answer.staleForMs = Math.max(0, now - entry.expiresAt);
+    if (entry.failure) answer.failure = entry.failure;
     return answer;
   }
 
@@ -274,7 +301,8 @@ export class Resolver {
     }
     const start = this.rotate ? this.nextServer++ % count : 0;
     const question: Question = { name, type };
-    let lastError: unknown;
+    const failures: ServerFailure[] = [];
+    let lastCode: DnsErrorCode = "TIMEOUT";
     for (let attempt = 0; attempt < this.attempts; attempt++) {
       // Every breaker is consulted once per round, before any is asked (allow() lets one probe
       // through); with one server it is asked whatever its breaker says.
@@ -294,26 +322,41 @@ export class Resolver {
         try {
           const { response, transport } = await ns.query(question, this.timeoutMs);
           const rcode = response.rcode ?? "NOERROR";
+          // SERVFAIL is often about the name, not the server: it answered, so the breaker stays closed.
+          if (rcode === "NOERROR" || rcode === "NXDOMAIN" || rcode === "SERVFAIL") ns.breaker.success();
+          else ns.breaker.failure();
           if (rcode === "NOERROR" || rcode === "NXDOMAIN") {
-            ns.breaker.success();
+            this.answered(ns);
             return { response, server: ns.url, transport };
           }
-          // SERVFAIL is often about the name, not the server: it answered, so the breaker stays closed.
-          if (rcode === "SERVFAIL") ns.breaker.success();
-          else ns.breaker.failure();
-          const code: DnsErrorCode = rcode === "SERVFAIL" || rcode === "REFUSED" ? rcode : "SERVFAIL";
-          lastError = new DnsError(code, `${ns.url}: ${rcode} for ${name} ${type}`, {
-            name,
-            type,
-            server: ns.url,
-          });
+          this.failing.add(ns);
+          lastCode = rcode === "SERVFAIL" || rcode === "REFUSED" ? rcode : "SERVFAIL";
+          addFailure(failures, ns.url, transport, lastCode, `rcode ${rcode}`);
         } catch (err) {
           ns.breaker.failure();
-          lastError = err;
+          this.failing.add(ns);
+          const e = err instanceof DnsError ? err : new DnsError("NETWORK", String(err), { cause: err });
+          lastCode = e.code;
+          const detail = e.message.startsWith(`${ns.url}: `) ? e.message.slice(ns.url.length + 2) : e.message;
+          addFailure(failures, ns.url, e.details.transport ?? ns.kind, e.code, detail);
         }
       }
     }
-    throw lastError;
+    const first = failures[0];
+    throw new DnsError(lastCode, `${name} ${type}: ${describeFailures(failures)}`, {
+      name,
+      type,
+      server: failures.length === 1 ? first?.server : undefined,
+      transport: failures.length === 1 ? first?.transport : undefined,
+      failures,
+    });
+  }
+
+  /** A nameserver gave an answer (NOERROR or NXDOMAIN): if its last query failed, it is back. */
+  private answered(ns: Nameserver): void {
+    if (!this.failing.delete(ns)) return;
+    this.cache.endRetryWaits();
+    this.onRecovered?.(ns.url);
   }
 
   /**
@@ -332,19 +375,18 @@ export class Resolver {
     const cnames: CnameRecord[] = [];
     let current = name;
     const matches: DnsRecord[] = [];
-    if (response.rcode !== "NXDOMAIN") {
-      for (;;) {
-        let cname: CnameRecord | undefined;
-        for (const r of records) {
-          if (r.name !== current) continue;
-          if (r.type === type) matches.push(r);
-          else if (r.type === "CNAME") cname ??= r;
-        }
-        if (matches.length > 0 || !cname) break;
-        this.checkChain(name, cname.target, [...chain, ...cnames.map((c) => c.name)], cnames.length);
-        cnames.push(cname);
-        current = cname.target;
+    // With NXDOMAIN too: the rcode is about the end of the chain (RFC 6604 §2.1).
+    for (;;) {
+      let cname: CnameRecord | undefined;
+      for (const r of records) {
+        if (r.name !== current) continue;
+        if (r.type === type) matches.push(r);
+        else if (r.type === "CNAME") cname ??= r;
       }
+      if (matches.length > 0 || !cname) break;
+      this.checkChain(name, cname.target, [...chain, ...cnames.map((c) => c.name)], cnames.length);
+      cnames.push(cname);
+      current = cname.target;
     }
     if (matches.length > 0) {
       let ttl = Number.POSITIVE_INFINITY;
@@ -361,18 +403,22 @@ export class Resolver {
       return this.followChain(key, name, type, chain, cnames, current, source);
     }
     const code = response.rcode === "NXDOMAIN" ? "NXDOMAIN" : "NODATA";
+    // A dangling alias: name the target that is missing, not the name asked.
+    const alias = cnames.length > 0 ? `${name} is an alias (CNAME) of ${current}, which ` : `${name} `;
     const message =
       code === "NXDOMAIN"
-        ? `${name} does not exist (NXDOMAIN from ${server})`
-        : `${name} has no ${type} record (NODATA from ${server})`;
+        ? `${alias}does not exist (NXDOMAIN from ${server})`
+        : `${alias}has no ${type} record (NODATA from ${server})`;
+    const details = { name, type, server, transport, ...(cnames.length > 0 ? { target: current } : {}) };
     const negTtl = negativeTtl(response);
     // RFC 2308 §5: without an SOA the negative answer must not be cached.
     if (negTtl !== undefined)
       this.remember(key, Math.min(Math.max(negTtl, this.minTtl), this.maxNegativeTtl), undefined, {
         code,
         message,
+        details,
       });
-    throw new DnsError(code, message, { name, type, server });
+    throw new DnsError(code, message, details);
   }
 
   /** The server gave the chain but not its end: ask for the target (through the cache). */
@@ -385,7 +431,19 @@ export class Resolver {
     target: string,
     source: AnswerSource,
   ): Promise<DnsAnswer> {
-    const end = await this.resolveExact(target, type, [...chain, name, ...cnames.map((c) => c.name)]);
+    let end: DnsAnswer;
+    try {
+      end = await this.resolveExact(target, type, [...chain, name, ...cnames.map((c) => c.name)]);
+    } catch (err) {
+      if (!(err instanceof DnsError) || (err.code !== "NXDOMAIN" && err.code !== "NODATA")) throw err;
+      // A dangling alias: say which name of the chain is missing.
+      throw new DnsError(err.code, `${name} is an alias (CNAME) of ${target}: ${err.message}`, {
+        ...err.details,
+        name,
+        type,
+        target: err.details.target ?? target,
+      });
+    }
     const ttl = this.clamp(Math.min(end.ttl, ...cnames.map((r) => r.ttl)));
     const answer: DnsAnswer = { ...end, name, cnames: [...cnames, ...end.cnames], ttl, source };
     if (!end.stale) this.remember(key, ttl, answer, undefined);
@@ -414,10 +472,20 @@ export class Resolver {
     negative: CacheEntry["negative"],
   ): void {
     const now = Date.now();
-    this.cache.set(key, { answer, negative, ttl, storedAt: now, expiresAt: now + ttl * 1000, retryAfter: 0 });
+    const keep = ttl === 0 ? Math.min(ZERO_TTL_KEEP_S, this.minTtl) : ttl;
+    this.cache.set(key, {
+      answer,
+      negative,
+      ttl,
+      storedAt: now,
+      expiresAt: now + keep * 1000,
+      retryAfter: 0,
+    });
   }
 
+  /** TTL 0 stays 0 (see ZERO_TTL_KEEP_S); others are clamped to [minTtl, maxTtl]. */
   private clamp(ttl: number): number {
+    if (ttl === 0) return 0;
     return Math.min(Math.max(ttl, this.minTtl), this.maxTtl);
   }
 
@@ -434,6 +502,19 @@ export class Resolver {
   }
 }
 
+/** Count one server's failure, merged with an identical one from an earlier round. */
+function addFailure(
+  failures: ServerFailure[],
+  server: string,
+  transport: TransportKind,
+  code: DnsErrorCode,
+  detail: string,
+): void {
+  const same = failures.find((f) => f.server === server && f.code === code && f.transport === transport);
+  if (same) same.count++;
+  else failures.push({ server, transport, code, detail, count: 1 });
+}
+
 /** A cached answer as returned: TTL counted down, source `cache` (keeping which server gave it). */
 function fromCache(entry: CacheEntry, answer: DnsAnswer, now: number): DnsAnswer {
   return {
@@ -441,7 +522,7 @@ function fromCache(entry: CacheEntry, answer: DnsAnswer, now: number): DnsAnswer
     type: answer.type,
     records: answer.records,
     cnames: answer.cnames,
-    ttl: Math.max(0, Math.ceil((entry.expiresAt - now) / 1000)),
+    ttl: Math.min(entry.ttl, Math.max(0, Math.ceil((entry.expiresAt - now) / 1000))),
     source: { kind: "cache", server: answer.source.server, transport: answer.source.transport },
     stale: false,
   };
@@ -449,7 +530,7 @@ function fromCache(entry: CacheEntry, answer: DnsAnswer, now: number): DnsAnswer
 
 function negativeError(entry: CacheEntry): DnsError {
   const negative = entry.negative ?? { code: "SERVFAIL" as const, message: "cache entry without answer" };
-  return new DnsError(negative.code, `${negative.message} (cached)`);
+  return new DnsError(negative.code, `${negative.message} (cached)`, negative.details);
 }
 
 const DOT = 0x2e;

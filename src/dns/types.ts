@@ -1,4 +1,5 @@
 /** Types shared by the DNS layer's modules and its callers. */
+import type { DnsError } from "./errors.js";
 
 /** Record types the resolver answers. */
 export type QueryType = "A" | "AAAA" | "SRV" | "CNAME";
@@ -59,6 +60,10 @@ export interface DnsAnswer {
   source: AnswerSource;
   /** True when every nameserver failed and this is an expired answer served per RFC 8767. */
   stale: boolean;
+  /** A stale answer: how long ago it expired, ms. */
+  staleForMs?: number;
+  /** A stale answer: why the last refresh failed (its `details.failures` name every server). */
+  failure?: DnsError;
 }
 
 /** A question as sent on the wire. */

@@ -138,6 +138,63 @@ describe("nameserver policy", () => {
     expect(r.stats().nameservers[0]?.rcodes.SERVFAIL).toBe(2);
   });
 
+  it("names every nameserver that failed, with its code and transport", async () => {
+    const second = await dnsServer();
+    server.behavior = "silent";
+    second.behavior = "refused";
+    const r = resolver({ nameservers: [server.urls.udp, `${second.urls.tcp}`], attempts: 2 });
+    const err = await failure(r.resolve("api.test", "A"));
+    expect(err.details.failures).toEqual([
+      {
+        server: server.urls.udp,
+        transport: "udp",
+        code: "TIMEOUT",
+        detail: "no answer for api.test A within 300 ms",
+        count: 2,
+      },
+      { server: second.urls.tcp, transport: "tcp", code: "REFUSED", detail: "rcode REFUSED", count: 2 },
+    ]);
+    expect(err.message).toBe(
+      `api.test A: TIMEOUT from ${server.urls.udp} over udp (no answer for api.test A within 300 ms, 2 times); REFUSED from ${second.urls.tcp} over tcp (rcode REFUSED, 2 times)`,
+    );
+  });
+
+  it("says which failure a stale answer stands in for, and how long it has been stale", async () => {
+    server.set("stale.test", "A", ["10.0.0.1"], 1);
+    const r = resolver({ staleRetryMs: 300 });
+    await r.resolve("stale.test", "A");
+    server.behavior = "servfail";
+    await sleep(1200);
+    const stale = await r.resolve("stale.test", "A");
+    expect(stale.stale).toBe(true);
+    expect(stale.staleForMs).toBeGreaterThanOrEqual(200);
+    expect(stale.failure?.code).toBe("SERVFAIL");
+    expect(stale.failure?.details.failures?.[0]).toMatchObject({ server: server.urls.udp, transport: "udp" });
+  });
+
+  it("tells when a failing nameserver answers again, and then asks again at once for stale names", async () => {
+    server.set("stale.test", "A", ["10.0.0.1"], 1);
+    server.set("other.test", "A", ["10.0.0.9"], 60);
+    const recovered: string[] = [];
+    const r = resolver({ staleRetryMs: 60_000, onRecovered: (url) => recovered.push(url) });
+    await r.resolve("stale.test", "A");
+    server.behavior = "silent";
+    await sleep(1100);
+    expect((await r.resolve("stale.test", "A")).stale).toBe(true);
+    expect(recovered).toEqual([]);
+    server.behavior = "answer";
+    server.set("stale.test", "A", ["10.0.0.2"], 1);
+    // Another name's answer shows the server is back: the stale one is not held for 60 s.
+    await r.resolve("other.test", "A");
+    expect(recovered).toEqual([server.urls.udp]);
+    const fresh = await r.resolve("stale.test", "A");
+    expect(fresh.stale).toBe(false);
+    expect(addresses(fresh)).toEqual(["10.0.0.2"]);
+    // A server that keeps answering is not "recovered" again.
+    await r.resolve("api.test", "A");
+    expect(recovered).toHaveLength(1);
+  });
+
   it("rotates the first nameserver when asked to", async () => {
     const second = await dnsServer();
     for (let i = 0; i < 4; i++) for (const s of [server, second]) s.set(`r${i}.test`, "A", ["10.0.0.1"]);
@@ -167,12 +224,21 @@ describe("cache", () => {
     expect(server.count({ name: "short.test" })).toBe(2);
   });
 
-  it("clamps TTLs to min_ttl and max_ttl", async () => {
-    server.set("zero.test", "A", ["10.0.0.1"], 0);
+  it("clamps TTLs to min_ttl and max_ttl; TTL 0 stays 0 and is kept only 250 ms", async () => {
+    server.set("short.test", "A", ["10.0.0.1"], 2);
     server.set("long.test", "A", ["10.0.0.1"], 999_999);
+    server.set("zero.test", "A", ["10.0.0.1"], 0);
     const r = resolver({ minTtl: 5, maxTtl: 100 });
-    expect((await r.resolve("zero.test", "A")).ttl).toBe(5);
+    expect((await r.resolve("short.test", "A")).ttl).toBe(5);
     expect((await r.resolve("long.test", "A")).ttl).toBe(100);
+    expect((await r.resolve("zero.test", "A")).ttl).toBe(0);
+    // Concurrent and immediate askers share it; 250 ms later it is asked again.
+    const asked = server.count({ name: "zero.test" });
+    expect((await r.resolve("zero.test", "A")).source.kind).toBe("cache");
+    await sleep(300);
+    server.set("zero.test", "A", ["10.0.0.2"], 0);
+    expect(addresses(await r.resolve("zero.test", "A"))).toEqual(["10.0.0.2"]);
+    expect(server.count({ name: "zero.test" })).toBe(asked + 1);
   });
 
   it("caches NXDOMAIN for the SOA minimum (RFC 2308), and NODATA too", async () => {
@@ -276,6 +342,16 @@ describe("names and bad answers", () => {
       "edge.test->api.test",
     ]);
     expect(answer.ttl).toBe(20);
+  });
+
+  it("names the missing target of a dangling CNAME", async () => {
+    server.soa = { ttl: 30, minimum: 30 };
+    server.set("alias.test", "CNAME", "gone.test", 60);
+    const err = await failure(resolver().resolve("alias.test", "A"));
+    expect(err.code).toBe("NXDOMAIN");
+    expect(err.details.target).toBe("gone.test");
+    expect(err.message).toMatch(/^alias\.test is an alias \(CNAME\) of gone\.test/);
+    expect(err.message).toContain("gone.test does not exist (NXDOMAIN from");
   });
 
   it("reports a CNAME loop as an error", async () => {
