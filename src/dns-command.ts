@@ -7,7 +7,15 @@
  */
 import { readFileSync } from "node:fs";
 import { parseDuration } from "./config/units.js";
-import { type DnsAnswer, DnsError, type QueryType, Resolver, type TlsOptions } from "./dns/index.js";
+import {
+  type DnsAnswer,
+  DnsError,
+  isNoService,
+  NO_SERVICE,
+  type QueryType,
+  Resolver,
+  type TlsOptions,
+} from "./dns/index.js";
 
 const TYPES: readonly QueryType[] = ["A", "AAAA", "SRV", "CNAME"];
 
@@ -101,5 +109,6 @@ function formatAnswer(answer: DnsAnswer, ms: number): string {
     else if (r.type === "CNAME") lines.push(`${r.name}.\t${r.ttl}\tIN\tCNAME\t${r.target}.`);
     else lines.push(`${r.name}.\t${r.ttl}\tIN\t${r.type}\t${r.address}`);
   }
+  if (isNoService(answer.records)) lines.push(`;; SRV target '.': ${NO_SERVICE}`);
   return `${lines.join("\n")}\n`;
 }

@@ -261,6 +261,15 @@ function checkDns(dns: Data, source: SourceDocument): ConfigIssue[] {
   if (ms("timeout") === 0) {
     issues.push(source.issue(source.valueAt([...path, "timeout"]), "timeout must be longer than 0, e.g. 2s"));
   }
+  const retryMax = ms("retry_max");
+  if (retryMax !== undefined && retryMax < 1000) {
+    issues.push(
+      source.issue(
+        source.valueAt([...path, "retry_max"]),
+        `retry_max must be at least 1s: it bounds the wait between two tries of a failing name, and shorter would hammer a nameserver that is down (got ${String(dns.retry_max)})`,
+      ),
+    );
+  }
   const minTtl = ms("min_ttl");
   const maxTtl = ms("max_ttl");
   if (minTtl === 0) {

@@ -75,6 +75,7 @@ interface RawDns {
   min_ttl: string;
   max_ttl: string;
   stale_max: string;
+  retry_max: string;
   family: AddressFamily;
   remove_after: string;
   ca?: string;
@@ -205,6 +206,7 @@ function dnsConfig(raw: RawDns, configDir: string): DnsConfig {
     minTtl: ms(raw.min_ttl),
     maxTtl: ms(raw.max_ttl),
     staleMax: ms(raw.stale_max),
+    retryMax: ms(raw.retry_max),
     family: raw.family,
     removeAfter: ms(raw.remove_after),
     ca: file(raw.ca),

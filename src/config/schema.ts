@@ -303,6 +303,10 @@ const dnsSchema: JsonSchema = {
       "While every nameserver fails, how long the last known peers of a name are kept (served stale, RFC 8767).",
       "1d",
     ),
+    retry_max: duration(
+      "While a name's lookups fail (it is served stale, or not resolved yet), the longest wait between two tries: retries start at 1s and double up to this bound, with jitter below it. As soon as any nameserver answers again, failing names are asked again at once (spread over up to a second). So a change made while DNS was down reaches traffic within this bound plus the TTL once DNS answers. At least 1s.",
+      "5s",
+    ),
     family: {
       description: `${familyDescription} Each upstream may override it. Default: any.`,
       type: "string",

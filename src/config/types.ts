@@ -138,6 +138,8 @@ export interface DnsConfig {
   maxTtl: number;
   /** While every nameserver fails, how long the last known peers are kept. */
   staleMax: number;
+  /** While a name's lookups fail, the longest wait between two tries. */
+  retryMax: number;
   /** Default family for upstreams (each may override). */
   family: AddressFamily;
   /** Default `remove_after` for upstreams (each may override). */

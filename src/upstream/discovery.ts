@@ -13,8 +13,16 @@
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import type { AddressFamily, Config, DnsConfig } from "../config/types.js";
-import { DnsError, Resolver, type ResolverOptions, type SrvRecord } from "../dns/index.js";
+import {
+  DnsError,
+  isNoService,
+  NO_SERVICE,
+  Resolver,
+  type ResolverOptions,
+  type SrvRecord,
+} from "../dns/index.js";
 import type { Logger } from "../observability/logger.js";
+import { describeFailure, failureSignature, negativeReason, seconds } from "./dns-reports.js";
 import {
   nameKey,
   type PeerTable,
@@ -24,15 +32,24 @@ import {
   upstreamPeers,
 } from "./peer-table.js";
 
-/** Backoff after a failed lookup: 1 s, doubling, at most 30 s (with jitter). */
+/** Backoff after a failed lookup: 1 s, doubling, at most `dns.retry_max` (jittered below it). */
 const BACKOFF_MIN_MS = 1000;
-const BACKOFF_MAX_MS = 30_000;
+/** When a nameserver answers again, the failing names are asked again spread over this long at most. */
+const RECOVERY_SPREAD_MS = 1000;
+/**
+ * After a TTL-0 answer that followed a positive TTL, the next ask (the resolver keeps it 250 ms),
+ * up to 4 times: a recursive resolver counting in whole seconds gives TTL 0 for up to 1 s.
+ */
+const ZERO_TTL_RECHECK_MS = 300;
+const ZERO_TTL_RECHECKS = 4;
+/** While a name keeps failing, its warning is repeated this often (with how long it has lasted). */
+const REPEAT_WARNING_MS = 60_000;
 
 /** The result of one lookup of one record set. */
 type Outcome =
   | { kind: "answer"; ttl: number; addresses: string[]; records: SrvRecord[] }
-  | { kind: "negative"; reason: string }
-  | { kind: "failure"; reason: string };
+  | { kind: "negative"; reason: string; ttl?: number }
+  | { kind: "failure"; reason: string; signature: string };
 
 /** What is known of one record set (A, AAAA or SRV of one name), kept across failures. */
 interface RecordSet {
@@ -42,6 +59,8 @@ interface RecordSet {
   ttl: number;
   negativeSince?: number;
   failingSince?: number;
+  /** Quick re-asks made since the TTL counted down to 0. */
+  zeroRechecks?: number;
   reason?: string;
 }
 
@@ -54,6 +73,11 @@ interface Target {
   /** Longest `remove_after` among the upstreams using it (the most patient one wins). */
   removeAfter: number;
   failures: number;
+  /** Epoch ms of the first failure of the current outage, and of its last warning. */
+  failingSince: number;
+  warnedAt: number;
+  /** What the last warning said failed (codes and servers): a change is warned at once. */
+  warned: string;
   timer?: NodeJS.Timeout;
   /** At least one lookup round finished. */
   settled: boolean;
@@ -112,7 +136,7 @@ export class Discovery extends EventEmitter {
   ) {
     super();
     this.dnsSettings = JSON.stringify(dns);
-    this.resolver = createResolver(dns, log);
+    this.resolver = this.createResolver(dns);
   }
 
   /** The latest table (sent to every new worker). */
@@ -136,7 +160,7 @@ export class Discovery extends EventEmitter {
     if (settings === this.dnsSettings) return;
     this.dnsSettings = settings;
     const old = this.resolver;
-    this.resolver = createResolver(dns, this.log);
+    this.resolver = this.createResolver(dns);
     void old.close();
   }
 
@@ -155,6 +179,14 @@ export class Discovery extends EventEmitter {
     }
     this.collect(new Set(wanted.keys()));
     this.publish(undefined);
+  }
+
+  /** The master's resolver, from the `dns` section; a nameserver answering again re-asks the failing names. */
+  private createResolver(dns: DnsConfig): Resolver {
+    const options = resolverOptions(dns, (file, err) =>
+      this.log.error({ file }, `DNS: cannot read ${file}: ${err.message}`),
+    );
+    return new Resolver({ ...options, onRecovered: (server) => this.recovered(server) });
   }
 
   /** Resolves once every current target has finished a first lookup, or after `timeoutMs`. */
@@ -190,6 +222,9 @@ export class Discovery extends EventEmitter {
       sets: new Map(),
       removeAfter,
       failures: 0,
+      failingSince: 0,
+      warnedAt: 0,
+      warned: "",
       settled: false,
       busy: false,
     };
@@ -224,41 +259,96 @@ export class Discovery extends EventEmitter {
     if (this.stopped || this.targets.get(target.key) !== target) return;
     const now = Date.now();
     const staleMax = this.configs.at(-1)?.dns.staleMax ?? 86_400_000;
+    // A TTL 0 right after a positive one: a recursive resolver's cache counting down its last
+    // second; its fresh answer comes soon, so ask again soon rather than after min_ttl.
+    let countdownEnded = false;
     outcomes.forEach((outcome, i) => {
       const type = types[i] as "A" | "AAAA" | "SRV";
       const set = target.sets.get(type) ?? { ttl: 0 };
       target.sets.set(type, set);
+      if (outcome.kind === "answer" && outcome.ttl === 0) {
+        // Rechecked a few times (the last second of the countdown), then min_ttl as for any TTL 0.
+        if (set.ttl > 0) set.zeroRechecks = 0;
+        if ((set.zeroRechecks ?? ZERO_TTL_RECHECKS) < ZERO_TTL_RECHECKS) {
+          set.zeroRechecks = (set.zeroRechecks ?? 0) + 1;
+          countdownEnded = true;
+        }
+      }
       applyOutcome(set, outcome, now, target.removeAfter, staleMax);
     });
     if (!target.settled) target.settled = true;
     if (target.kind === "service") this.followTargets(target);
 
     const failed = outcomes.filter((o) => o.kind === "failure");
-    const answers = outcomes.filter((o) => o.kind === "answer");
     let delay: number;
     if (failed.length > 0) {
       target.failures++;
-      delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (target.failures - 1));
-      delay += Math.random() * delay * 0.2;
-      if (target.failures === 1) {
+      if (target.failures === 1) target.failingSince = now;
+      const retryMax = this.retryMaxMs();
+      const base = Math.min(retryMax, BACKOFF_MIN_MS * 2 ** (target.failures - 1));
+      // Jitter below the bound, so names failing together spread out and the bound holds.
+      delay = base * (0.8 + Math.random() * 0.2);
+      const signature = failed.map((f) => (f.kind === "failure" ? f.signature : "")).join(" ");
+      if (
+        target.failures === 1 ||
+        signature !== target.warned ||
+        now - target.warnedAt >= REPEAT_WARNING_MS
+      ) {
+        target.warnedAt = now;
+        target.warned = signature;
         const kept = this.peerCount(target);
+        const lasting = target.failures === 1 ? "" : ` (failing for ${seconds(now - target.failingSince)})`;
         this.log.warn(
-          { target: target.name },
-          `DNS: ${target.name}: ${failed.map((f) => f.reason).join("; ")}; ${kept > 0 ? `keeping the ${kept} known address(es)` : "no address known yet"}, retrying with backoff`,
+          { target: target.name, failures: target.failures },
+          `DNS: ${target.name}${lasting}: ${failed.map((f) => f.reason).join("; ")}; ${kept > 0 ? `keeping the ${kept} known address(es)` : "no address known yet"}, retrying within ${seconds(retryMax)}`,
         );
       }
     } else {
-      if (target.failures > 0) this.log.info({ target: target.name }, `DNS: ${target.name} answers again`);
+      if (target.failures > 0)
+        this.log.info(
+          { target: target.name, failures: target.failures },
+          `DNS: ${target.name} answers again after ${seconds(now - target.failingSince)} of failures`,
+        );
       target.failures = 0;
       // Refresh when the TTL runs out (the resolver's cache entry has expired by then, so this
       // is a real query), plus up to 5% (at most 500 ms) of jitter so names spread out.
-      const ttlMs =
-        answers.length > 0 ? Math.min(...answers.map((a) => (a.kind === "answer" ? a.ttl : 0))) * 1000 : 0;
-      delay = ttlMs > 0 ? ttlMs + 10 + Math.random() * Math.min(ttlMs * 0.05, 500) : this.negativeRetryMs();
+      const ttls = outcomes.flatMap((o) => (o.kind !== "failure" && o.ttl !== undefined ? [o.ttl] : []));
+      const ttlMs = ttls.length > 0 ? Math.min(...ttls) * 1000 : undefined;
+      const minTtl = this.configs.at(-1)?.dns.minTtl ?? 1000;
+      // TTL 0 is raised to min_ttl, except right after a countdown (see above).
+      if (ttlMs === 0) delay = countdownEnded ? Math.min(ZERO_TTL_RECHECK_MS, minTtl) : minTtl;
+      else if (ttlMs === undefined) delay = this.negativeRetryMs();
+      else delay = ttlMs + 10 + Math.random() * Math.min(ttlMs * 0.05, 500);
     }
+    this.schedule(target, delay);
+    this.publish(target);
+  }
+
+  private schedule(target: Target, delay: number): void {
+    clearTimeout(target.timer);
     target.timer = setTimeout(() => void this.refresh(target), delay);
     target.timer.unref();
-    this.publish(target);
+  }
+
+  /**
+   * A nameserver answers again after failing: every name still failing is asked again now
+   * rather than at the end of its backoff, spread out (at most 1 s, 20 ms apart on average) so
+   * the recovering server is not hit by every name at once.
+   */
+  private recovered(server: string): void {
+    if (this.stopped) return;
+    const failing = [...this.targets.values()].filter((t) => t.failures > 0 && !t.busy);
+    if (failing.length === 0) return;
+    this.log.info(
+      { server, names: failing.length },
+      `DNS: nameserver ${server} answers again; asking the ${failing.length} failing name(s) again now`,
+    );
+    const spread = Math.min(RECOVERY_SPREAD_MS, 20 * failing.length);
+    for (const target of failing) this.schedule(target, Math.random() * spread);
+  }
+
+  private retryMaxMs(): number {
+    return Math.max(BACKOFF_MIN_MS, this.configs.at(-1)?.dns.retryMax ?? 5000);
   }
 
   /** Retry interval while a name is NXDOMAIN/empty: `min_ttl`, at least 1 s. */
@@ -280,19 +370,33 @@ export class Discovery extends EventEmitter {
   private async lookup(name: string, type: "A" | "AAAA" | "SRV"): Promise<Outcome> {
     try {
       const answer = await this.resolver.resolve(name, type);
-      if (answer.stale)
-        return { kind: "failure", reason: `${type} lookup failed, only a stale answer is left` };
+      if (answer.stale) {
+        const why = answer.failure ? describeFailure(answer.failure) : "every nameserver failed";
+        return {
+          kind: "failure",
+          reason: `${type} lookup failed: ${why}; only a stale answer is left (expired ${seconds(answer.staleForMs ?? 0)} ago)`,
+          signature: `${type} ${answer.failure ? failureSignature(answer.failure) : "stale"}`,
+        };
+      }
       const addresses = answer.records.flatMap((r) =>
         r.type === "A" || r.type === "AAAA" ? [r.address] : [],
       );
+      if (isNoService(answer.records)) {
+        return {
+          kind: "negative",
+          reason: `${NO_SERVICE} (SRV target '.' from ${answer.source.server ?? "the nameserver"})`,
+          ttl: answer.ttl,
+        };
+      }
       const records = answer.records.filter((r): r is SrvRecord => r.type === "SRV" && r.target !== "");
       return { kind: "answer", ttl: answer.ttl, addresses, records };
     } catch (err) {
       if (err instanceof DnsError && (err.code === "NXDOMAIN" || err.code === "NODATA")) {
-        return { kind: "negative", reason: `${err.code} (${type})` };
+        return { kind: "negative", reason: negativeReason(err, name, type) };
       }
-      const reason = err instanceof DnsError ? `${err.code}: ${err.message}` : String(err);
-      return { kind: "failure", reason: `${type}: ${reason}` };
+      const reason = err instanceof DnsError ? describeFailure(err) : String(err);
+      const signature = `${type} ${err instanceof DnsError ? failureSignature(err) : "error"}`;
+      return { kind: "failure", reason: `${type} lookup failed: ${reason}`, signature };
     }
   }
 
@@ -464,18 +568,11 @@ export function resolverOptions(
     nameservers: dns.nameservers,
     timeoutMs: dns.timeout,
     attempts: dns.attempts,
-    minTtl: Math.ceil(dns.minTtl / 1000),
-    maxTtl: Math.floor(dns.maxTtl / 1000),
+    minTtl: dns.minTtl / 1000,
+    maxTtl: dns.maxTtl / 1000,
     staleMaxMs: dns.staleMax,
     // Discovery backs off on its own; the resolver must not hide a recovered server for 30 s.
     staleRetryMs: 1000,
     tls: { ca: read(dns.ca), cert: read(dns.cert), key: read(dns.key) },
   };
-}
-
-/** The master's resolver, from the `dns` section. */
-function createResolver(dns: DnsConfig, log: Logger): Resolver {
-  return new Resolver(
-    resolverOptions(dns, (file, err) => log.error({ file }, `DNS: cannot read ${file}: ${err.message}`)),
-  );
 }

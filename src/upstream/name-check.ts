@@ -4,7 +4,7 @@
  * as the name resolves (a name that does not exist yet is normal during a rollout).
  */
 import type { Config, ConfigIssue } from "../config/types.js";
-import { DnsError, Resolver } from "../dns/index.js";
+import { DnsError, describeFailures, isNoService, NO_SERVICE, Resolver } from "../dns/index.js";
 import { resolverOptions, typesFor } from "./discovery.js";
 
 /** Longest time one check query may take: `portico check` must stay quick. */
@@ -37,10 +37,18 @@ export async function unresolvedNameWarnings(config: Config): Promise<ConfigIssu
           const failures: string[] = [];
           for (const type of types) {
             try {
-              await resolver.resolve(name, type);
-              return;
+              const answer = await resolver.resolve(name, type);
+              if (!isNoService(answer.records)) return;
+              failures.push(`SRV target '.': ${NO_SERVICE}`);
             } catch (err) {
-              failures.push(err instanceof DnsError ? `${type}: ${err.code}` : `${type}: ${String(err)}`);
+              const servers = err instanceof DnsError ? err.details.failures : undefined;
+              failures.push(
+                !(err instanceof DnsError)
+                  ? `${type}: ${String(err)}`
+                  : servers?.length
+                    ? `${type}: ${describeFailures(servers)}`
+                    : `${type}: ${err.code}`,
+              );
             }
           }
           issues.push({

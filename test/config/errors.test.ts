@@ -383,6 +383,9 @@ describe("the dns section", () => {
       "t.yaml:1:45: attempts must be an integer between 1 and 5 (got 6)",
       "t.yaml:1:59: stale_max: duration '1' has no unit; add one, e.g. '1s' for seconds or '1ms' for milliseconds (units: ms, s, m, h, d)",
     ]);
+    expect(problems("dns: { retry_max: 200ms }", serve)).toEqual([
+      "t.yaml:1:19: retry_max must be at least 1s: it bounds the wait between two tries of a failing name, and shorter would hammer a nameserver that is down (got 200ms)",
+    ]);
   });
 
   it("an unknown key in dns gets the nearest valid key", () => {

@@ -31,8 +31,8 @@ describe("the shipped conf/portico.yaml", () => {
   it("loads from disk with an absolute Config.file and positions as given", () => {
     const result = loadConfig(shippedPath);
     expect(result.config?.file).toBe(shippedPath);
-    expect(result.config?.servers[0]?.position).toEqual({ file: shippedPath, line: 39, col: 5 });
-    expect(result.config?.servers[0]?.routes[2]?.position).toEqual({ file: shippedPath, line: 47, col: 9 });
+    expect(result.config?.servers[0]?.position).toEqual({ file: shippedPath, line: 40, col: 5 });
+    expect(result.config?.servers[0]?.routes[2]?.position).toEqual({ file: shippedPath, line: 48, col: 9 });
   });
 });
 
@@ -60,6 +60,7 @@ describe("defaults", () => {
       minTtl: 1_000,
       maxTtl: 3_600_000,
       staleMax: 86_400_000,
+      retryMax: 5000,
       family: "any",
       removeAfter: 30_000,
       ca: undefined,
@@ -236,6 +237,7 @@ describe("upstream servers and the dns section", () => {
       "  min_ttl: 5s",
       "  max_ttl: 10m",
       "  stale_max: 2h",
+      "  retry_max: 3s",
       "  family: prefer_ipv6",
       "  remove_after: 1m",
       "  ca: certs/ca.pem",
@@ -261,6 +263,7 @@ describe("upstream servers and the dns section", () => {
       minTtl: 5_000,
       maxTtl: 600_000,
       staleMax: 7_200_000,
+      retryMax: 3_000,
       family: "prefer_ipv6",
       removeAfter: 60_000,
       ca: join(dir, "certs", "ca.pem"),

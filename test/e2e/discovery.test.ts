@@ -111,25 +111,58 @@ describe("DNS-driven upstreams", () => {
     expect(p.lines.some((l) => l.msg === "reload complete")).toBe(false);
   });
 
-  it("keeps the peers while the DNS server is silent for 30 s, then answers SERVFAIL for 30 s: 0 failed requests", async () => {
+  it("keeps the peers while the DNS server is silent for 30 s, then answers SERVFAIL for 30 s: 0 failed requests; says what failed; follows a change within retry_max once DNS is back", async () => {
     const server = await dns();
-    const [b1] = await backends(["b1"]);
+    const [b1, b2] = await backends(["b1", "b2"]);
     server.set("api.test", "A", ["127.0.0.2"], 1);
-    const p = await portico(config(server, `      - address: api.test:${b1?.port}`, { dns: "family: ipv4" }));
+    const p = await portico(
+      config(server, `      - address: api.test:${b1?.port}`, { dns: "family: ipv4\n  retry_max: 2s" }),
+    );
     const load = startLoad(p.bound[0]?.port ?? 0, "/", { keepAlive: 2, fresh: 1 });
     server.behavior = "silent";
     await sleep(30_000);
     const silentQueries = server.count({ name: "api.test" });
     server.behavior = "servfail";
     await sleep(30_000);
+    const udp = server.urls.udp.replaceAll(".", "\\.");
+    const warnings = p.lines
+      .filter((l) => String(l.msg).startsWith("DNS: api.test"))
+      .map((l) => String(l.msg));
+    // The first warning: the code, the nameserver and its transport, how long the answer has been stale.
+    expect(warnings[0]).toMatch(
+      new RegExp(
+        `^DNS: api\\.test: A lookup failed: TIMEOUT from ${udp} over udp \\(no answer for api\\.test A within 500 ms\\); only a stale answer is left \\(expired \\d+ ms ago\\); keeping the 1 known address\\(es\\), retrying within 2\\.0 s$`,
+      ),
+    );
+    // When what fails changes, it says so at once, with how long the outage has lasted.
+    expect(warnings[1]).toMatch(
+      new RegExp(
+        `^DNS: api\\.test \\(failing for \\d+ s\\): A lookup failed: SERVFAIL from ${udp} over udp \\(rcode SERVFAIL\\); only a stale answer is left \\(expired \\d+ s ago\\);`,
+      ),
+    );
+    expect(warnings).toHaveLength(2);
+    // DNS answers again, with a change: traffic follows within TTL (1 s) + retry_max (2 s) + 1 s.
+    server.set("api.test", "A", ["127.0.0.3"], 1);
+    server.behavior = "answer";
+    const changedAt = Date.now();
+    const moved = await p.waitForLine((l) => String(l.msg).startsWith("upstream api: +127.0.0.3:"), 5000);
+    const followedMs = Date.parse(String(moved.time)) - changedAt;
+    console.log(
+      `discovery: after 60 s of DNS failures, a change reached the peers in ${followedMs} ms (bound 4000 ms)`,
+    );
+    expect(followedMs).toBeLessThanOrEqual(1000 + 2000 + 1000);
+    await eventually(async () => expect(new Set(await who(p.url(), 4))).toEqual(new Set(["b2"])), 2000);
     const stats = await load.stop();
     expect(stats.failed, stats.errors.join("\n")).toBe(0);
     expect(stats.non2xx).toBe(0);
     expect(stats.ok).toBeGreaterThan(500);
     expect(silentQueries).toBeGreaterThan(3); // it kept trying, with backoff
     expect(server.count({ name: "api.test" })).toBeGreaterThan(silentQueries);
-    expect(p.lines.filter((l) => String(l.msg).startsWith("upstream api:"))).toHaveLength(1); // only the first +
-    expect(new Set(await who(p.url(), 4))).toEqual(new Set(["b1"]));
+    expect(p.lines.filter((l) => String(l.msg).startsWith("upstream api:"))).toHaveLength(2); // the first +, the change
+    expect(b2?.requests).toBeGreaterThan(0);
+    expect(
+      p.lines.some((l) => /^DNS: api\.test answers again after \d+ s of failures$/.test(String(l.msg))),
+    ).toBe(true);
   }, 120_000);
 
   it("keeps the peers through a short NXDOMAIN, removes them after remove_after, restores them when the name is back", async () => {
@@ -182,6 +215,31 @@ describe("DNS-driven upstreams", () => {
     expect(res.body.toString()).toContain("upstream 'api' has no peer to send to: later.test:");
     server.set("later.test", "A", ["127.0.0.2"], 5);
     await eventually(async () => expect(await who(check.p.url(), 2)).toEqual(["b1", "b1"]), 5000);
+  });
+
+  it("treats an SRV target '.' as no service: 503 with the reason, and a portico check warning", async () => {
+    const server = await dns();
+    server.set("_http._tcp.none.test", "SRV", [{ priority: 0, weight: 0, port: 0, target: "." }], 5);
+    const yaml = config(server, "      - service: _http._tcp.none.test", { dns: "family: ipv4" });
+    const p = await portico(yaml);
+    writeFileSync(p.configFile, yaml);
+    const check = await runCli(["check", "-c", p.configFile]);
+    expect(check.code).toBe(0);
+    expect(check.stderr).toMatch(
+      /portico\.yaml:\d+:\d+: warning: upstream 'api': _http\._tcp\.none\.test does not resolve now \(SRV target '\.': the service is decidedly not available at this domain \(RFC 2782\)\); Portico starts anyway/,
+    );
+    await eventually(async () => {
+      const res = await request(p.url());
+      expect(res.status).toBe(503);
+      expect(res.body.toString()).toContain(
+        "_http._tcp.none.test: the service is decidedly not available at this domain (RFC 2782) (SRV target '.' from udp://",
+      );
+    }, 3000);
+    const dnsOut = await runCli(["dns", "_http._tcp.none.test", "SRV", "--server", server.urls.udp]);
+    expect(dnsOut.stdout).toContain("IN\tSRV\t0 0 0 .");
+    expect(dnsOut.stdout).toContain(
+      ";; SRV target '.': the service is decidedly not available at this domain",
+    );
   });
 
   it("splits traffic 3:1 between SRV targets of weights 3 and 1", async () => {
