@@ -89,6 +89,13 @@ describe("portico dns", () => {
     const missing = await runCli(["dns", "missing.test", "--server", server.urls.udp]);
     expect(missing.code).toBe(1);
     expect(missing.stdout).toContain(";; NXDOMAIN: missing.test does not exist");
+    // A dangling alias names the target that is missing, not the name asked.
+    server.set("dangling.test", "CNAME", "gone.test", 60);
+    const dangling = await runCli(["dns", "dangling.test", "--server", server.urls.udp]);
+    expect(dangling.code).toBe(1);
+    expect(dangling.stdout).toContain(
+      ";; NXDOMAIN: dangling.test is an alias (CNAME) of gone.test: gone.test does not exist (NXDOMAIN from",
+    );
     const bad = await runCli(["dns", "api.test", "MX"]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("usage: portico dns NAME [A|AAAA|SRV|CNAME]");
