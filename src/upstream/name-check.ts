@@ -41,14 +41,7 @@ export async function unresolvedNameWarnings(config: Config): Promise<ConfigIssu
               if (!isNoService(answer.records)) return;
               failures.push(`SRV target '.': ${NO_SERVICE}`);
             } catch (err) {
-              const servers = err instanceof DnsError ? err.details.failures : undefined;
-              failures.push(
-                !(err instanceof DnsError)
-                  ? `${type}: ${String(err)}`
-                  : servers?.length
-                    ? `${type}: ${describeFailures(servers)}`
-                    : `${type}: ${err.code}`,
-              );
+              failures.push(`${type}: ${err instanceof DnsError ? checkReason(err) : String(err)}`);
             }
           }
           issues.push({
@@ -65,4 +58,13 @@ export async function unresolvedNameWarnings(config: Config): Promise<ConfigIssu
   await Promise.all(checks);
   await resolver.close();
   return issues.sort((a, b) => a.line - b.line || a.col - b.col);
+}
+
+/** `TIMEOUT from udp://10.0.0.53:53 over udp (...)`, `NXDOMAIN from udp://10.0.0.53:53 over udp`. */
+function checkReason(err: DnsError): string {
+  const { failures, server, transport, target } = err.details;
+  if (failures?.length) return describeFailures(failures);
+  const missing = target ? ` for ${target}, its CNAME target` : "";
+  const from = server ? ` from ${server}${transport ? ` over ${transport}` : ""}` : "";
+  return `${err.code}${missing}${from}`;
 }

@@ -208,7 +208,7 @@ describe("DNS-driven upstreams", () => {
     expect(check.out.code).toBe(0);
     expect(check.out.stdout).toContain("configuration OK");
     expect(check.out.stderr).toMatch(
-      /portico\.yaml:\d+:\d+: warning: upstream 'api': later\.test does not resolve now \(A: NXDOMAIN\); Portico starts anyway/,
+      /portico\.yaml:\d+:\d+: warning: upstream 'api': later\.test does not resolve now \(A: NXDOMAIN from udp:\/\/127\.0\.0\.1:\d+ over udp\); Portico starts anyway/,
     );
     const res = await request(check.p.url());
     expect(res.status).toBe(503);
