@@ -22,7 +22,7 @@ import {
   type SrvRecord,
 } from "../dns/index.js";
 import type { Logger } from "../observability/logger.js";
-import { describeFailure, failureSignature, negativeReason, seconds } from "./dns-reports.js";
+import { explainDnsError, failureSignature, seconds } from "./dns-reports.js";
 import {
   nameKey,
   type PeerTable,
@@ -371,7 +371,7 @@ export class Discovery extends EventEmitter {
     try {
       const answer = await this.resolver.resolve(name, type);
       if (answer.stale) {
-        const why = answer.failure ? describeFailure(answer.failure) : "every nameserver failed";
+        const why = answer.failure ? explainDnsError(answer.failure) : "every nameserver failed";
         return {
           kind: "failure",
           reason: `${type} lookup failed: ${why}; only a stale answer is left (expired ${seconds(answer.staleForMs ?? 0)} ago)`,
@@ -392,9 +392,9 @@ export class Discovery extends EventEmitter {
       return { kind: "answer", ttl: answer.ttl, addresses, records };
     } catch (err) {
       if (err instanceof DnsError && (err.code === "NXDOMAIN" || err.code === "NODATA")) {
-        return { kind: "negative", reason: negativeReason(err, name, type) };
+        return { kind: "negative", reason: `${type}: ${explainDnsError(err)}` };
       }
-      const reason = err instanceof DnsError ? describeFailure(err) : String(err);
+      const reason = err instanceof DnsError ? explainDnsError(err) : String(err);
       const signature = `${type} ${err instanceof DnsError ? failureSignature(err) : "error"}`;
       return { kind: "failure", reason: `${type} lookup failed: ${reason}`, signature };
     }

@@ -1,26 +1,26 @@
 /**
- * How discovery words DNS trouble for the operator: which nameservers failed, with which code
+ * How DNS trouble is worded for the operator: which nameservers failed, with which code
  * and over which transport, and the missing end of a dangling CNAME.
  */
 import { type DnsError, describeFailures } from "../dns/index.js";
 
-/** A failure as an operator reads it: every nameserver's code, URL and transport, or the message. */
-export function describeFailure(err: DnsError): string {
-  const failures = err.details.failures;
-  return failures?.length ? describeFailures(failures) : `${err.code}: ${err.message}`;
+/**
+ * A DNS error as an operator reads it, one wording for discovery's logs, the 503 and
+ * `portico check`: every failing nameserver's code, URL and transport; for NXDOMAIN/NODATA the
+ * server that said so (and the missing target of a dangling CNAME); else the code and message.
+ */
+export function explainDnsError(err: DnsError): string {
+  const { failures, server, transport, target, name } = err.details;
+  if (failures?.length) return describeFailures(failures);
+  if (err.code !== "NXDOMAIN" && err.code !== "NODATA") return `${err.code}: ${err.message}`;
+  const missing = target && target !== name ? ` for ${target}, the CNAME target of ${name}` : "";
+  const from = server ? ` from ${server}${transport ? ` over ${transport}` : ""}` : "";
+  return `${err.code}${missing}${from}`;
 }
 
 /** Which servers failed how (`TIMEOUT udp://10.0.0.53`), without the details that change every time. */
 export function failureSignature(err: DnsError): string {
   return err.details.failures?.map((f) => `${f.code} ${f.server}`).join(",") ?? err.code;
-}
-
-/** `NXDOMAIN (A) from udp://10.0.0.53:53 over udp`, naming the missing target of a dangling CNAME. */
-export function negativeReason(err: DnsError, name: string, type: string): string {
-  const { server, transport, target } = err.details;
-  const alias = target && target !== name ? `, for ${target}, the CNAME target of ${name}` : "";
-  const from = server ? ` from ${server}${transport ? ` over ${transport}` : ""}` : "";
-  return `${err.code} (${type}${alias})${from}`;
 }
 
 /** `12 s`, `1.5 s`, `250 ms`. */

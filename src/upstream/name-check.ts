@@ -4,8 +4,9 @@
  * as the name resolves (a name that does not exist yet is normal during a rollout).
  */
 import type { Config, ConfigIssue } from "../config/types.js";
-import { DnsError, describeFailures, isNoService, NO_SERVICE, Resolver } from "../dns/index.js";
+import { DnsError, isNoService, NO_SERVICE, Resolver } from "../dns/index.js";
 import { resolverOptions, typesFor } from "./discovery.js";
+import { explainDnsError } from "./dns-reports.js";
 
 /** Longest time one check query may take: `portico check` must stay quick. */
 const CHECK_TIMEOUT_MS = 2000;
@@ -41,7 +42,7 @@ export async function unresolvedNameWarnings(config: Config): Promise<ConfigIssu
               if (!isNoService(answer.records)) return;
               failures.push(`SRV target '.': ${NO_SERVICE}`);
             } catch (err) {
-              failures.push(`${type}: ${err instanceof DnsError ? checkReason(err) : String(err)}`);
+              failures.push(`${type}: ${err instanceof DnsError ? explainDnsError(err) : String(err)}`);
             }
           }
           issues.push({
@@ -58,13 +59,4 @@ export async function unresolvedNameWarnings(config: Config): Promise<ConfigIssu
   await Promise.all(checks);
   await resolver.close();
   return issues.sort((a, b) => a.line - b.line || a.col - b.col);
-}
-
-/** `TIMEOUT from udp://10.0.0.53:53 over udp (...)`, `NXDOMAIN from udp://10.0.0.53:53 over udp`. */
-function checkReason(err: DnsError): string {
-  const { failures, server, transport, target } = err.details;
-  if (failures?.length) return describeFailures(failures);
-  const missing = target ? ` for ${target}, its CNAME target` : "";
-  const from = server ? ` from ${server}${transport ? ` over ${transport}` : ""}` : "";
-  return `${err.code}${missing}${from}`;
 }
