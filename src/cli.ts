@@ -9,6 +9,7 @@ import { formatIssue, loadConfig } from "./config/load.js";
 import { dnsCommand } from "./dns-command.js";
 import { runMaster } from "./master/master.js";
 import { isRunning, runningMaster } from "./master/pid-file.js";
+import { prepareTls } from "./tls/material.js";
 import { unresolvedNameWarnings } from "./upstream/name-check.js";
 
 const USAGE = `Usage: portico <command> [options]
@@ -48,9 +49,12 @@ function version(): string {
  */
 async function check(file: string): Promise<number> {
   const { config, issues } = loadConfig(file);
-  if (config) issues.push(...(await unresolvedNameWarnings(config)));
+  if (config) {
+    issues.push(...(await prepareTls(config, { generate: false })).issues);
+    issues.push(...(await unresolvedNameWarnings(config)));
+  }
   for (const issue of issues) process.stderr.write(`${formatIssue(issue)}\n`);
-  if (!config) {
+  if (!config || issues.some((i) => i.severity === "error")) {
     const errors = issues.filter((i) => i.severity === "error").length;
     process.stderr.write(
       `portico: ${file}: ${errors} error${errors === 1 ? "" : "s"}; configuration invalid\n`,
@@ -62,10 +66,11 @@ async function check(file: string): Promise<number> {
 }
 
 /** `portico reload`: check the file first (a bad file is refused here), then SIGHUP the master. */
-function reload(file: string): number {
+async function reload(file: string): Promise<number> {
   const { config, issues } = loadConfig(file);
+  if (config) issues.push(...(await prepareTls(config, { generate: false })).issues);
   for (const issue of issues) process.stderr.write(`${formatIssue(issue)}\n`);
-  if (!config) {
+  if (!config || issues.some((i) => i.severity === "error")) {
     process.stderr.write(
       `portico: ${file} is invalid; no reload sent, the running configuration keeps serving\n`,
     );

@@ -4,6 +4,7 @@
  * (node:cluster serializes with JSON), tagged by `type`.
  */
 import type { Config } from "./config/types.js";
+import type { TlsMaterial } from "./tls/material.js";
 import type { PeerTable } from "./upstream/peer-table.js";
 
 /** Master -> worker: the configuration to run. Sent once, right after the fork. */
@@ -18,6 +19,16 @@ export interface ConfigMessage {
   config: Config;
   /** The peers discovered so far: a new worker (start, reload, respawn) serves them at once. */
   peers: PeerTable;
+  /** The certificates of `config`'s servers, read and checked by the master. */
+  tls: TlsMaterial;
+  /** The current TLS session ticket key (base64, 48 bytes), the same in every worker. */
+  ticketKey: string;
+}
+
+/** Master -> worker: the session ticket key was rotated. */
+export interface TicketKeyMessage {
+  type: "ticket-key";
+  key: string;
 }
 
 /**
@@ -58,7 +69,8 @@ export type MasterToWorker =
   | PeersMessage
   | DrainMessage
   | ReopenLogsMessage
-  | StoppedAcceptingAckMessage;
+  | StoppedAcceptingAckMessage
+  | TicketKeyMessage;
 
 /** One socket a worker listens on, as bound (port 0 resolved). */
 export interface BoundAddress {

@@ -13,7 +13,7 @@ import { checkServerName } from "./formats.js";
 import { compileRouteRegex } from "./regex.js";
 import { quoteList, suggestion } from "./suggest.js";
 import type { ConfigIssue } from "./types.js";
-import { parseDuration, parseListenAddress } from "./units.js";
+import { parseDuration, parseListenAddress, parseSize } from "./units.js";
 import type { DataPath, SourceDocument } from "./yaml-source.js";
 
 type Data = Record<string, unknown>;
@@ -184,6 +184,127 @@ function checkServerCollisions(servers: unknown[], source: SourceDocument): Conf
   return issues;
 }
 
+/** The TLS settings servers sharing one `tls` address must agree on (OpenSSL fixes them before SNI). */
+function tlsHandshakeSettings(tls: unknown): string {
+  if (!isRecord(tls)) return "TLSv1.2 default ciphers";
+  const ciphers = typeof tls.ciphers === "string" ? tls.ciphers : "default ciphers";
+  return `${String(tls.min_version ?? "TLSv1.2")} ${ciphers}`;
+}
+
+/**
+ * TLS across servers and addresses: a `tls` address needs certificates on every server on
+ * it; one address is TLS (or h2c) for every server on it or for none; servers sharing a TLS
+ * address agree on min_version and ciphers; https_redirect needs a `tls` address; hsts and
+ * unused certificates are warned about.
+ */
+function checkTls(servers: unknown[], source: SourceDocument): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  /** Canonical address -> its first use: flags, handshake settings, where. */
+  const seen = new Map<string, { flags: string; handshake: string; line: number; tls: boolean }>();
+  servers.forEach((server, i) => {
+    if (!isRecord(server)) return;
+    const path = ["servers", i];
+    const listen = Array.isArray(server.listen) ? server.listen : [server.listen];
+    let hasTls = false;
+    let hasPlain = false;
+    listen.forEach((entry, j) => {
+      if (typeof entry !== "string" && typeof entry !== "number") return;
+      const parsed = parseListenAddress(entry);
+      if (!parsed.ok) return;
+      const spec = parsed.value;
+      const at = source.valueAt(Array.isArray(server.listen) ? [...path, "listen", j] : [...path, "listen"]);
+      if (spec.tls) hasTls = true;
+      else hasPlain = true;
+      if (spec.tls && server.tls === undefined) {
+        issues.push(
+          source.issue(
+            at,
+            `listen '${String(entry).trim()}' is a TLS address, but this server has no certificates: add 'tls: { certificates: [{ cert: FILE, key: FILE }] }' (or 'tls: auto' for development) to the server`,
+          ),
+        );
+      }
+      const key = spec.host.includes(":") ? `[${spec.host}]:${spec.port}` : `${spec.host}:${spec.port}`;
+      const flags = spec.tls ? "tls" : spec.h2c ? "h2c" : "plain";
+      const handshake = spec.tls ? tlsHandshakeSettings(server.tls) : "";
+      const first = seen.get(key);
+      if (!first) {
+        seen.set(key, { flags, handshake, line: at.line, tls: spec.tls });
+        return;
+      }
+      if (first.flags !== flags) {
+        issues.push(
+          source.issue(
+            at,
+            `${key} is '${flags}' here but '${first.flags}' at line ${first.line}: one address is TLS, h2c or plain for every server on it; write the same flag on both`,
+          ),
+        );
+      } else if (spec.tls && first.handshake !== handshake) {
+        issues.push(
+          source.issue(
+            at,
+            `servers sharing the TLS address ${key} must use the same tls.min_version and tls.ciphers (OpenSSL settles them before SNI picks a server): this server has '${handshake}', the one at line ${first.line} has '${first.handshake}'`,
+          ),
+        );
+      }
+    });
+    if (server.tls !== undefined && !hasTls) {
+      issues.push(
+        source.issue(
+          source.keyAt(path, "tls"),
+          "this server has 'tls' but none of its listen addresses has the 'tls' flag, so its certificates are not used: write e.g. listen: [\"443 tls\"]",
+          "warning",
+        ),
+      );
+    }
+    if (server.https_redirect === true && (!hasTls || !hasPlain)) {
+      issues.push(
+        source.issue(
+          source.keyAt(path, "https_redirect"),
+          hasTls
+            ? "https_redirect redirects requests on plain addresses, but every listen address of this server is 'tls': remove it, or add a plain address"
+            : "https_redirect needs an address to redirect to: add a 'tls' listen address to this server (e.g. \"443 tls\")",
+        ),
+      );
+    }
+    const hsts = server.hsts;
+    if (hsts !== undefined && hsts !== false && !hasTls) {
+      issues.push(
+        source.issue(
+          source.keyAt(path, "hsts"),
+          "hsts is only sent over TLS, and this server has no 'tls' listen address: it is never sent",
+          "warning",
+        ),
+      );
+    }
+    if (isRecord(hsts) && hsts.preload === true) {
+      const maxAge = typeof hsts.max_age === "string" ? parseDuration(hsts.max_age) : undefined;
+      if (hsts.include_subdomains !== true || (maxAge?.ok && maxAge.value < 365 * 86_400_000)) {
+        issues.push(
+          source.issue(
+            source.keyAt([...path, "hsts"], "preload"),
+            "hsts.preload: the browsers' preload lists only accept include_subdomains: true with max_age of at least 365d",
+            "warning",
+          ),
+        );
+      }
+    }
+  });
+  return issues;
+}
+
+/** The `http2` section: a header list too small for any browser's request. */
+function checkHttp2(http2: Data, source: SourceDocument): ConfigIssue[] {
+  const value = http2.max_header_list_size;
+  const parsed = typeof value === "string" || typeof value === "number" ? parseSize(value) : undefined;
+  if (!parsed?.ok || parsed.value >= 1024) return [];
+  return [
+    source.issue(
+      source.valueAt(["http2", "max_header_list_size"]),
+      `http2.max_header_list_size of ${parsed.value} bytes is too small for a browser's request headers: use at least 1k (default 32k)`,
+    ),
+  ];
+}
+
 /** Whether `key` is written in the YAML mapping at `path`, rather than filled in from a default. */
 function isWritten(source: SourceDocument, path: DataPath, key: string): boolean {
   // nodeAt stops at the deepest node that exists, so a missing key lands on the mapping itself.
@@ -344,6 +465,8 @@ export function semanticIssues(data: unknown, source: SourceDocument): ConfigIss
     });
   });
   issues.push(...checkServerCollisions(servers, source));
+  issues.push(...checkTls(servers, source));
+  if (isRecord(data.http2)) issues.push(...checkHttp2(data.http2, source));
   if (isRecord(data.upstreams)) issues.push(...checkUpstreamServers(data.upstreams, source));
   if (isRecord(data.dns)) issues.push(...checkDns(data.dns, source));
   return issues;

@@ -60,6 +60,13 @@ export const valueFormats: Record<string, ValueFormat> = {
     expected: "a size in bytes, or with a unit, e.g. 512k, 10m, 1g",
     check: (v) => errorOf(parseSize(v)),
   },
+  "tls-auto": {
+    expected: "`auto` or a mapping with `certificates`",
+    check: (v) =>
+      v === "auto"
+        ? undefined
+        : `'${v}' is not a tls setting: write 'tls: auto' for a development certificate, or 'tls: { certificates: [{ cert: FILE, key: FILE }] }'`,
+  },
   listen: {
     expected: "an address to listen on (IP:port, [IPv6]:port or a port)",
     check: (v) => errorOf(parseListenAddress(v)),

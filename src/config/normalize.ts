@@ -12,12 +12,14 @@ import type {
   Config,
   DnsConfig,
   HeaderEdits,
+  Hsts,
   ListenAddress,
   LogConfig,
   Route,
   RouteAction,
   RouteMatch,
   Server,
+  ServerTls,
   SourcePosition,
   Upstream,
   UpstreamServer,
@@ -49,11 +51,19 @@ interface RawRoute {
   request_headers: RawHeaderEdits;
   response_headers: RawHeaderEdits;
 }
+interface RawTls {
+  certificates: Array<{ cert: string; key?: string }>;
+  min_version: "TLSv1.2" | "TLSv1.3";
+  ciphers?: string;
+}
 interface RawServer {
   listen: string | number | (string | number)[];
   server_names: string[];
   default: boolean;
   max_request_body: string | number;
+  tls?: "auto" | RawTls;
+  https_redirect: boolean;
+  hsts?: boolean | { max_age: string; include_subdomains: boolean; preload: boolean };
   routes: RawRoute[];
 }
 /** One servers[] entry: exactly one of address and service (checks.ts); weight is always filled in. */
@@ -84,6 +94,8 @@ interface RawDns {
 }
 interface RawConfig {
   workers: number | "auto";
+  http2: { enabled: boolean; max_concurrent_streams: number; max_header_list_size: string | number };
+  state_dir: string;
   timeouts: Record<string, string>;
   log: { level: LogConfig["level"]; access: string; error: string };
   dns: RawDns;
@@ -135,7 +147,52 @@ function listenAddress(entry: string | number): ListenAddress {
   return { ...valid(parseListenAddress(entry)), text: String(entry).trim() };
 }
 
-function server(raw: RawServer, path: DataPath, source: SourceDocument): Server {
+/** Mozilla's "intermediate" TLS 1.2 cipher list (ECDHE, AEAD only): the default `tls.ciphers`. */
+export const DEFAULT_CIPHERS =
+  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+function serverTls(
+  raw: RawServer["tls"],
+  path: DataPath,
+  source: SourceDocument,
+  configDir: string,
+): ServerTls | undefined {
+  if (raw === undefined) return undefined;
+  const position = (p: DataPath) => ({ file: source.file, ...source.valueAt(p) });
+  if (raw === "auto") {
+    return {
+      auto: true,
+      certificates: [],
+      minVersion: "TLSv1.2",
+      ciphers: DEFAULT_CIPHERS,
+      position: position([...path, "tls"]),
+    };
+  }
+  return {
+    auto: false,
+    certificates: raw.certificates.map((c, i) => ({
+      cert: resolve(configDir, c.cert),
+      key: c.key === undefined ? undefined : resolve(configDir, c.key),
+      position: position([...path, "tls", "certificates", i]),
+    })),
+    minVersion: raw.min_version,
+    ciphers: raw.ciphers ?? DEFAULT_CIPHERS,
+    position: position([...path, "tls"]),
+  };
+}
+
+/** `hsts: true` means the defaults; false or absent means off. */
+function hsts(raw: RawServer["hsts"]): Hsts | undefined {
+  if (raw === undefined || raw === false) return undefined;
+  const value = raw === true ? { max_age: "365d", include_subdomains: false, preload: false } : raw;
+  return {
+    maxAge: Math.floor(ms(value.max_age) / 1000),
+    includeSubdomains: value.include_subdomains,
+    preload: value.preload,
+  };
+}
+
+function server(raw: RawServer, path: DataPath, source: SourceDocument, configDir: string): Server {
   const position = (p: DataPath) => ({ file: source.file, ...source.valueAt(p) });
   const names = raw.server_names.map((name) => name.toLowerCase());
   return {
@@ -153,6 +210,9 @@ function server(raw: RawServer, path: DataPath, source: SourceDocument): Server 
       }),
     ),
     maxRequestBody: valid(parseSize(raw.max_request_body)),
+    tls: serverTls(raw.tls, path, source, configDir),
+    httpsRedirect: raw.https_redirect,
+    hsts: hsts(raw.hsts),
     position: position(path),
   };
 }
@@ -235,7 +295,7 @@ export function buildConfig(data: unknown, source: SourceDocument, absoluteFile:
   const config: Config = {
     file: absoluteFile,
     workers: raw.workers === "auto" ? availableParallelism() : raw.workers,
-    servers: raw.servers.map((s, i) => server(s, ["servers", i], source)),
+    servers: raw.servers.map((s, i) => server(s, ["servers", i], source, configDir)),
     upstreams,
     timeouts: {
       connect: timeout("connect"),
@@ -246,7 +306,14 @@ export function buildConfig(data: unknown, source: SourceDocument, absoluteFile:
       shutdown: timeout("shutdown"),
       drainGrace: timeout("drain_grace"),
       workerStart: timeout("worker_start"),
+      tunnelIdle: timeout("tunnel_idle"),
     },
+    http2: {
+      enabled: raw.http2.enabled,
+      maxConcurrentStreams: raw.http2.max_concurrent_streams,
+      maxHeaderListSize: valid(parseSize(raw.http2.max_header_list_size)),
+    },
+    stateDir: resolve(configDir, raw.state_dir),
     pidFile: resolve(configDir, raw.pid_file),
     log: {
       level: raw.log.level,

@@ -41,7 +41,7 @@ const headerEdits = (description: string): JsonSchema => ({
 
 const listenEntry: JsonSchema = {
   description:
-    "An address to listen on: IP:port, [IPv6]:port, or a bare port meaning 0.0.0.0:port. Port 0 lets the OS pick.",
+    'An address to listen on: IP:port, [IPv6]:port, or a bare port meaning 0.0.0.0:port, optionally followed by a flag: `tls` (TLS with HTTP/2 and HTTP/1.1 by ALPN; the server needs `tls`) or `h2c` (plain HTTP/2 with prior knowledge besides HTTP/1.1), e.g. "127.0.0.1:8443 tls". Port 0 lets the OS pick.',
   type: ["string", "integer"],
   format: "listen",
   minimum: 0,
@@ -126,6 +126,78 @@ const routeSchema: JsonSchema = {
   },
 };
 
+const certificateSchema: JsonSchema = {
+  description:
+    "One certificate: cert (PEM: the certificate, then its intermediates) and key (PEM private key). Without key, the key is read from the cert file (one combined PEM file).",
+  type: "object",
+  additionalProperties: false,
+  required: ["cert"],
+  properties: {
+    cert: {
+      description: "PEM file with the certificate chain (relative to the config file's folder).",
+      type: "string",
+      minLength: 1,
+    },
+    key: {
+      description: "PEM file with the private key. Default: the key in the cert file.",
+      type: "string",
+      minLength: 1,
+    },
+  },
+};
+
+const tlsSchema: JsonSchema = {
+  description:
+    "TLS for this server's `tls` listen addresses: `auto` (a self-signed development certificate for its names and localhost, made once and kept in state_dir), or certificates. Read again on every reload.",
+  type: ["string", "object"],
+  format: "tls-auto",
+  additionalProperties: false,
+  required: ["certificates"],
+  properties: {
+    certificates: {
+      description:
+        "The server's certificates. SNI picks the one whose names match (exact, then wildcard); otherwise the first.",
+      type: "array",
+      minItems: 1,
+      items: certificateSchema,
+    },
+    min_version: {
+      description:
+        "Oldest TLS version accepted: TLSv1.2 or TLSv1.3 (TLS 1.0 and 1.1 are never accepted). Servers sharing a listen address must agree. Default: TLSv1.2.",
+      type: "string",
+      enum: ["TLSv1.2", "TLSv1.3"],
+      default: "TLSv1.2",
+    },
+    ciphers: {
+      description:
+        "OpenSSL cipher list for TLS 1.2 (TLS 1.3 always uses OpenSSL's AEAD suites). Servers sharing a listen address must agree. Default: Mozilla's intermediate list (ECDHE with AES-GCM or ChaCha20-Poly1305).",
+      type: "string",
+      minLength: 1,
+    },
+  },
+};
+
+const hstsSchema: JsonSchema = {
+  description:
+    "Send Strict-Transport-Security on responses over TLS (never over plain HTTP, RFC 6797). `true` for the defaults, or the details. Default: off.",
+  type: ["boolean", "object"],
+  additionalProperties: false,
+  properties: {
+    max_age: duration("How long browsers remember to use HTTPS only (max-age).", "365d"),
+    include_subdomains: {
+      description: "Add includeSubDomains. Default: false.",
+      type: "boolean",
+      default: false,
+    },
+    preload: {
+      description:
+        "Add preload (for the browsers' preload lists: needs include_subdomains and max_age of at least 365d). Default: false.",
+      type: "boolean",
+      default: false,
+    },
+  },
+};
+
 const serverSchema: JsonSchema = {
   description: "A virtual server: the addresses it listens on, the host names it answers, and its routes.",
   type: "object",
@@ -134,7 +206,7 @@ const serverSchema: JsonSchema = {
   properties: {
     listen: {
       description:
-        "Where to accept connections: one address or a list. IP:port, [IPv6]:port, or a port (0.0.0.0:port). Host names are not allowed. Required.",
+        'Where to accept connections: one address or a list. IP:port, [IPv6]:port, or a port (0.0.0.0:port), each optionally followed by `tls` or `h2c` ("443 tls"). Host names are not allowed. Required.',
       type: ["string", "integer", "array"],
       format: "listen",
       minimum: 0,
@@ -163,6 +235,14 @@ const serverSchema: JsonSchema = {
       minimum: 0,
       default: 0,
     },
+    tls: tlsSchema,
+    https_redirect: {
+      description:
+        "Answer every request on this server's plain addresses with a 308 redirect to the same host, path and query over https, on the server's first `tls` address. Default: false.",
+      type: "boolean",
+      default: false,
+    },
+    hsts: hstsSchema,
     routes: {
       description: "The routes of this server. At least one.",
       type: "array",
@@ -361,6 +441,10 @@ export const configSchema: JsonSchema = {
           "While a worker drains, how long a keep-alive connection with no request in flight stays open before it is closed (a request arriving meanwhile is answered with Connection: close). Closing at once races clients that are reusing the connection.",
           "1s",
         ),
+        tunnel_idle: duration(
+          "A WebSocket tunnel with no data in either direction for this long is closed.",
+          "1h",
+        ),
         worker_start: duration(
           "On start and reload, how long a new generation has to get every worker listening; a reload that takes longer is abandoned and the running generation kept.",
           "10s",
@@ -404,6 +488,43 @@ export const configSchema: JsonSchema = {
       default: "portico.pid",
     },
     dns: dnsSchema,
+    http2: {
+      description:
+        "HTTP/2 towards clients. Upstreams are always spoken to in HTTP/1.1. Default: each key's own default.",
+      type: "object",
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: {
+          description: "Offer h2 by ALPN on `tls` addresses (false: HTTP/1.1 only). Default: true.",
+          type: "boolean",
+          default: true,
+        },
+        max_concurrent_streams: {
+          description:
+            "Most streams (requests) a client may have open at once on one connection. Default: 128.",
+          type: "integer",
+          minimum: 1,
+          maximum: 10000,
+          default: 128,
+        },
+        max_header_list_size: {
+          description:
+            "Largest header block of a request, in bytes or with a unit (names, values and 32 bytes per field, RFC 9113). Default: 32k.",
+          type: ["integer", "string"],
+          format: "size",
+          minimum: 1024,
+          default: "32k",
+        },
+      },
+    },
+    state_dir: {
+      description:
+        "Directory where Portico keeps files it makes itself (tls: auto certificates), relative to the config file. Default: .portico.",
+      type: "string",
+      minLength: 1,
+      default: ".portico",
+    },
     upstreams: {
       description:
         "Named upstreams: name -> upstream. Names use letters, digits, '_', '.', '-'. Default: none.",

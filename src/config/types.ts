@@ -19,6 +19,38 @@ export interface ListenAddress {
   port: number;
   /** The `listen` entry exactly as written, for messages. */
   text: string;
+  /** `tls` flag: TLS (HTTP/1.1 and HTTP/2 by ALPN) on this address. */
+  tls: boolean;
+  /** `h2c` flag (plain addresses only): HTTP/2 with prior knowledge as well as HTTP/1.1. */
+  h2c: boolean;
+}
+
+/** One certificate of a server: PEM files (absolute paths). */
+export interface CertificateFiles {
+  cert: string;
+  /** Undefined when the key is in the `cert` file (one combined PEM file). */
+  key: string | undefined;
+  position: SourcePosition;
+}
+
+/** A server's `tls` section. */
+export interface ServerTls {
+  /** `tls: auto`: a self-signed development certificate, made and kept in the state directory. */
+  auto: boolean;
+  /** In order; the first is the server's default. Empty with `auto`. */
+  certificates: CertificateFiles[];
+  minVersion: "TLSv1.2" | "TLSv1.3";
+  /** OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults). */
+  ciphers: string;
+  position: SourcePosition;
+}
+
+/** HTTP Strict Transport Security (RFC 6797), sent on responses over TLS. */
+export interface Hsts {
+  /** Seconds. */
+  maxAge: number;
+  includeSubdomains: boolean;
+  preload: boolean;
 }
 
 /** Header edits applied to a request before it goes upstream, or to a response before it goes back. */
@@ -69,6 +101,11 @@ export interface Server {
   routes: Route[];
   /** Largest request body accepted, in bytes; 0 = no limit. */
   maxRequestBody: number;
+  /** Certificates for this server's `tls` listen addresses; undefined when it has none. */
+  tls: ServerTls | undefined;
+  /** Requests on plain addresses get a 308 to the same URL on the server's first `tls` address. */
+  httpsRedirect: boolean;
+  hsts: Hsts | undefined;
   position: SourcePosition;
 }
 
@@ -168,6 +205,18 @@ export interface Timeouts {
   drainGrace: number;
   /** How long a new generation has to get every worker listening before a reload is abandoned. */
   workerStart: number;
+  /** A WebSocket tunnel with no byte either way for this long is closed. */
+  tunnelIdle: number;
+}
+
+/** HTTP/2 towards clients (ALPN `h2` on `tls` addresses, prior knowledge on `h2c` ones). */
+export interface Http2Config {
+  /** Offer `h2` in ALPN on `tls` addresses; false = HTTP/1.1 only. */
+  enabled: boolean;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS a client may open on one connection. */
+  maxConcurrentStreams: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE, bytes. */
+  maxHeaderListSize: number;
 }
 
 /** Logging. */
@@ -191,8 +240,11 @@ export interface Config {
   timeouts: Timeouts;
   log: LogConfig;
   dns: DnsConfig;
+  http2: Http2Config;
   /** Absolute path of the master's PID file. */
   pidFile: string;
+  /** Absolute path of the directory Portico keeps its own files in (`tls: auto` certificates). */
+  stateDir: string;
 }
 
 /** One problem found in a config file. */

@@ -173,13 +173,57 @@ export function parseServiceName(input: string): Parsed<string> {
   return { ok: true, value: name.toLowerCase() };
 }
 
+/** A `listen` entry: the address and its flags. */
+export interface ListenSpec extends HostPort {
+  tls: boolean;
+  h2c: boolean;
+}
+
+/** What an operator coming from nginx may write after the address, and what to write instead. */
+const LISTEN_FLAG_HINTS: Record<string, string> = {
+  ssl: "write 'tls' (nginx's 'ssl')",
+  https: "write 'tls'",
+  http2: "HTTP/2 is offered on every 'tls' address (see http2.enabled); on a plain address write 'h2c'",
+  h2: "HTTP/2 is offered on every 'tls' address; on a plain address write 'h2c'",
+};
+
 /**
- * Parses a `listen` entry: `IP:port`, `[IPv6]:port`, or a bare port (string or integer)
- * meaning `0.0.0.0:port`. Port 0 lets the OS pick (tests). Host names are refused: Portico
+ * Parses a `listen` entry: `IP:port`, `[IPv6]:port` or a bare port (meaning 0.0.0.0:port),
+ * optionally followed by flags: `tls` (TLS, with HTTP/2 by ALPN) or `h2c` (plain HTTP/2
+ * with prior knowledge, besides HTTP/1.1), e.g. `127.0.0.1:8443 tls`.
+ */
+export function parseListenAddress(input: string | number): Parsed<ListenSpec> {
+  const [address = "", ...flags] = String(input).trim().split(/\s+/);
+  const parsed = parseListenHostPort(address);
+  if (!parsed.ok) return parsed;
+  const spec: ListenSpec = { ...parsed.value, tls: false, h2c: false };
+  for (const flag of flags) {
+    const lower = flag.toLowerCase();
+    if (lower === "tls" || lower === "h2c") {
+      spec[lower] = true;
+      continue;
+    }
+    const hint = LISTEN_FLAG_HINTS[lower] ?? "the flags are 'tls' and 'h2c'";
+    return {
+      ok: false,
+      error: `invalid listen address '${String(input).trim()}': unknown flag '${flag}': ${hint}`,
+    };
+  }
+  if (spec.tls && spec.h2c) {
+    return {
+      ok: false,
+      error: `invalid listen address '${String(input).trim()}': 'tls' and 'h2c' exclude each other ('tls' addresses offer HTTP/2 by ALPN already)`,
+    };
+  }
+  return { ok: true, value: spec };
+}
+
+/**
+ * The address of a `listen` entry: `IP:port`, `[IPv6]:port`, or a bare port (string or
+ * integer) meaning `0.0.0.0:port`. Port 0 lets the OS pick (tests). Host names are refused: Portico
  * binds addresses, it does not resolve them.
  */
-export function parseListenAddress(input: string | number): Parsed<HostPort> {
-  const text = String(input).trim();
+function parseListenHostPort(text: string): Parsed<HostPort> {
   if (/^\d+$/.test(text)) {
     const port = Number(text);
     if (port > 65535) return { ok: false, error: `invalid listen address '${text}': port must be 0-65535` };

@@ -14,6 +14,7 @@ import {
   type WorkerToMaster,
 } from "../ipc.js";
 import type { Logger } from "../observability/logger.js";
+import type { TlsMaterial } from "../tls/material.js";
 import type { PeerTable } from "../upstream/peer-table.js";
 
 /** First respawn delay; doubled for every crash of the slot within `CRASH_WINDOW_MS`. */
@@ -54,6 +55,7 @@ export class Generation extends EventEmitter {
   /**
    * @param peers the current peer table, sent to each worker with its config (so a worker
    *   forked by a reload or a respawn serves every known peer at once).
+   * @param tls the certificates of `config` and the current session ticket key.
    */
   constructor(
     number: number,
@@ -61,6 +63,7 @@ export class Generation extends EventEmitter {
     instanceId: string,
     log: Logger,
     private readonly peers: () => PeerTable,
+    private readonly tls: { material: TlsMaterial; ticketKey: () => string },
   ) {
     super();
     this.number = number;
@@ -130,6 +133,8 @@ export class Generation extends EventEmitter {
         instanceId: this.instanceId,
         config: this.config,
         peers: this.peers(),
+        tls: this.tls.material,
+        ticketKey: this.tls.ticketKey(),
       };
       slot.worker?.send(config);
     } else if (msg.type === "listening") {

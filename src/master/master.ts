@@ -11,6 +11,8 @@ import { formatIssue, loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import type { BoundAddress, ListenErrorMessage } from "../ipc.js";
 import { createLogger, type Logger, reopenLogFiles } from "../observability/logger.js";
+import { prepareTls, type TlsMaterial } from "../tls/material.js";
+import { TicketKeys } from "../tls/ticket-keys.js";
 import { Discovery } from "../upstream/discovery.js";
 import { Generation, listenHint } from "./generation.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
@@ -63,6 +65,8 @@ class Master {
   private resolveExit?: (code: number) => void;
   /** DNS discovery of upstream peers: once per proxy instance, pushed to every worker. */
   private readonly discovery: Discovery;
+  /** TLS session ticket key shared by every worker of every generation. */
+  private readonly ticketKeys = new TicketKeys();
 
   constructor(configFile: string, config: Config) {
     this.configFile = configFile;
@@ -74,6 +78,33 @@ class Master {
         generation.broadcast({ type: "peers", table });
       }
     });
+    this.ticketKeys.on("rotated", (key: string) => {
+      for (const generation of [...this.generations(), ...(this.starting ? [this.starting] : [])]) {
+        generation.broadcast({ type: "ticket-key", key });
+      }
+    });
+  }
+
+  /**
+   * Read and check the certificates of `config` (making `tls: auto` ones): the material for
+   * its workers, or undefined (every problem logged, and on first start printed) when a
+   * certificate cannot be used.
+   */
+  private async loadTls(config: Config, firstStart: boolean): Promise<TlsMaterial | undefined> {
+    const { material, issues, auto } = await prepareTls(config, { generate: true });
+    for (const issue of issues) {
+      const line = formatIssue(issue);
+      if (firstStart) process.stderr.write(`${line}\n`);
+      if (issue.severity === "error") this.log.error(line);
+      else this.log.warn(line);
+    }
+    for (const note of auto) {
+      this.log.warn(
+        { server: note.server, file: note.file, created: note.created },
+        `tls: auto: ${note.server} serves a self-signed development certificate (${note.created ? "made now" : "reused"}: ${note.file}); clients do not trust it; use real certificates in production`,
+      );
+    }
+    return issues.some((i) => i.severity === "error") ? undefined : material;
   }
 
   /**
@@ -116,9 +147,17 @@ class Master {
   }
 
   private async startFirst(): Promise<void> {
+    const tls = await this.loadTls(this.config, true);
+    if (!tls) {
+      process.stderr.write(`portico: a certificate in ${this.configFile} cannot be used; nothing started\n`);
+      this.log.error("start failed: a certificate cannot be used (problems above)");
+      this.exit(1);
+      return;
+    }
+    this.ticketKeys.start();
     await this.discover(this.config);
     if (this.stopping) return;
-    const generation = this.newGeneration(this.config);
+    const generation = this.newGeneration(this.config, tls);
     const outcome = await this.startGeneration(generation, this.config.timeouts.workerStart);
     if (this.stopping) return;
     if (!outcome.ok) {
@@ -158,13 +197,14 @@ class Master {
     }
   }
 
-  private newGeneration(config: Config): Generation {
+  private newGeneration(config: Config, tls: TlsMaterial): Generation {
     const generation = new Generation(
       this.nextNumber++,
       config,
       this.instanceId,
       this.log,
       () => this.discovery.table,
+      { material: tls, ticketKey: () => this.ticketKeys.current },
     );
     generation.on("listen-error", (err: ListenErrorMessage) =>
       this.log.error(
@@ -199,13 +239,20 @@ class Master {
         this.reloadFailed(current, `${this.configFile} is invalid (${issues.length} problem(s) above)`);
         return;
       }
+      // Certificates are read again on every reload: a renewed file is served from now on.
+      const tls = await this.loadTls(config, false);
+      if (!tls) {
+        this.reloadFailed(current, "a certificate cannot be used (problems above)");
+        return;
+      }
+      if (this.stopping) return;
       this.log.info(
         { trigger, generation: this.nextNumber },
         "reload: configuration valid; starting a new generation",
       );
       this.discovery.setDns(config.dns);
       await this.discover(config);
-      const next = this.newGeneration(config);
+      const next = this.newGeneration(config, tls);
       const outcome = await this.startGeneration(next, config.timeouts.workerStart);
       if (this.stopping) {
         next.kill();
@@ -347,6 +394,7 @@ class Master {
 
   private exit(code: number): void {
     void this.discovery.stop();
+    this.ticketKeys.stop();
     removePidFile(this.config.pidFile, process.pid);
     this.log.info({ code }, "portico stopped");
     this.log.flush();

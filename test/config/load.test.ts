@@ -23,16 +23,18 @@ describe("the shipped conf/portico.yaml", () => {
     const result = parseConfig(readFileSync(shippedPath, "utf8"), "conf/portico.yaml");
     expect(result.issues).toEqual([]);
     expect(result.config?.servers[0]?.listen).toEqual([
-      { host: "127.0.0.1", port: 8080, text: "127.0.0.1:8080" },
+      { host: "127.0.0.1", port: 8080, text: "127.0.0.1:8080", tls: false, h2c: false },
+      { host: "127.0.0.1", port: 8443, text: "127.0.0.1:8443 tls", tls: true, h2c: false },
     ]);
+    expect(result.config?.servers[0]?.tls?.auto).toBe(true);
     expect(Object.keys(result.config?.upstreams ?? {})).toEqual(["demo"]);
   });
 
   it("loads from disk with an absolute Config.file and positions as given", () => {
     const result = loadConfig(shippedPath);
     expect(result.config?.file).toBe(shippedPath);
-    expect(result.config?.servers[0]?.position).toEqual({ file: shippedPath, line: 40, col: 5 });
-    expect(result.config?.servers[0]?.routes[2]?.position).toEqual({ file: shippedPath, line: 48, col: 9 });
+    expect(result.config?.servers[0]?.position).toEqual({ file: shippedPath, line: 49, col: 5 });
+    expect(result.config?.servers[0]?.routes[2]?.position).toEqual({ file: shippedPath, line: 62, col: 9 });
   });
 });
 
@@ -50,7 +52,10 @@ describe("defaults", () => {
       shutdown: 30_000,
       drainGrace: 1_000,
       workerStart: 10_000,
+      tunnelIdle: 3_600_000,
     });
+    expect(config?.http2).toEqual({ enabled: true, maxConcurrentStreams: 128, maxHeaderListSize: 32 * 1024 });
+    expect(config?.stateDir).toBe(resolve(".portico"));
     expect(config?.log).toEqual({ level: "info", access: "stdout", error: "stderr" });
     // Not written = undefined, so that the resolver applies /etc/resolv.conf's values.
     expect(config?.dns).toStrictEqual({
@@ -69,7 +74,10 @@ describe("defaults", () => {
     });
     expect(config?.upstreams).toEqual({});
     const server = config?.servers[0];
-    expect(server?.listen).toEqual([{ host: "0.0.0.0", port: 8080, text: "8080" }]);
+    expect(server?.listen).toEqual([{ host: "0.0.0.0", port: 8080, text: "8080", tls: false, h2c: false }]);
+    expect(server?.tls).toBeUndefined();
+    expect(server?.httpsRedirect).toBe(false);
+    expect(server?.hsts).toBeUndefined();
     expect(server?.exactNames).toEqual([]);
     expect(server?.wildcardNames).toEqual([]);
     expect(server?.isDefault).toBe(false);

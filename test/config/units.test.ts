@@ -77,7 +77,27 @@ describe("parseListenAddress", () => {
     ["127.0.0.1:0", "127.0.0.1", 0],
     [0, "0.0.0.0", 0],
   ])("parses %j", (text, host, port) => {
-    expect(parseListenAddress(text)).toEqual({ ok: true, value: { host, port } });
+    expect(parseListenAddress(text)).toEqual({ ok: true, value: { host, port, tls: false, h2c: false } });
+  });
+
+  it.each([
+    ["127.0.0.1:8443 tls", { host: "127.0.0.1", port: 8443, tls: true, h2c: false }],
+    ["[::1]:443  TLS", { host: "::1", port: 443, tls: true, h2c: false }],
+    ["8081 h2c", { host: "0.0.0.0", port: 8081, tls: false, h2c: true }],
+  ])("parses the flags of %j", (text, value) => {
+    expect(parseListenAddress(text)).toEqual({ ok: true, value });
+  });
+
+  it("refuses an unknown flag with what an nginx operator meant", () => {
+    expect(parseListenAddress("443 ssl")).toEqual({
+      ok: false,
+      error: "invalid listen address '443 ssl': unknown flag 'ssl': write 'tls' (nginx's 'ssl')",
+    });
+    expect(parseListenAddress("443 tls h2c")).toEqual({
+      ok: false,
+      error:
+        "invalid listen address '443 tls h2c': 'tls' and 'h2c' exclude each other ('tls' addresses offer HTTP/2 by ALPN already)",
+    });
   });
 
   it("refuses a host name: Portico binds addresses", () => {
