@@ -32,6 +32,9 @@ async function main(): Promise<void> {
   // (Portico takes a second SIGINT as "stop at once").
   const portico = spawn(process.execPath, [cli, "start", "-c", config], { stdio: "inherit", detached: true });
   process.stderr.write("demo: try  curl -i http://127.0.0.1:8080/  (twice, to see both backends)\n");
+  process.stderr.write(
+    "demo:  or  curl -ik https://127.0.0.1:8443/  (HTTP/2, a self-signed development certificate: -k)\n",
+  );
   const forward = (signal: NodeJS.Signals) => portico.kill(signal);
   process.on("SIGINT", () => forward("SIGINT"));
   process.on("SIGTERM", () => forward("SIGTERM"));

@@ -9,12 +9,18 @@
  * - closes a connection with no request in flight only after it has stayed idle for
  *   `drain_grace` and no byte of a new request has arrived in that time.
  *
+ * An HTTP/2 connection drains the HTTP/2 way: GOAWAY at once (`session.close()`), which tells
+ * the client which streams will still be answered, so none is lost; the session closes when
+ * its last stream is over.
+ *
  * A connection's state lives on its socket (no per-request entry in a worker-wide
  * collection: such a collection keeps every in-flight response reachable from an old
  * object, which made young-generation GC promote them).
  */
-import type { Server } from "node:http";
+import type { EventEmitter } from "node:events";
+import type { Http2Session } from "node:http2";
 import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 
 const kState = Symbol("portico.connection");
 
@@ -26,6 +32,8 @@ interface ConnectionState {
   idleSince: number;
   /** `socket.bytesRead` at that moment: more means a request is arriving. */
   bytesAtIdle: number;
+  /** The socket carries HTTP/2: its session is drained with GOAWAY, never closed as idle. */
+  h2: boolean;
 }
 
 type TrackedSocket = Socket & { [kState]?: ConnectionState };
@@ -40,18 +48,53 @@ function onSocketClose(this: TrackedSocket): void {
 export class ConnectionTracker {
   private readonly connections = new Set<TrackedSocket>();
   private requests = 0;
+  private openTunnels = 0;
   private draining = false;
   private sweeper?: NodeJS.Timeout;
   private onEmpty?: () => void;
+  private readonly sessions = new Set<Http2Session>();
   private readonly onConnection = (socket: TrackedSocket) => {
-    socket[kState] = { tracker: this, busy: 0, idleSince: performance.now(), bytesAtIdle: 0 };
+    const h2 = (socket as TLSSocket).alpnProtocol === "h2";
+    socket[kState] = { tracker: this, busy: 0, idleSince: performance.now(), bytesAtIdle: 0, h2 };
     this.connections.add(socket);
     socket.on("close", onSocketClose);
   };
 
-  /** Start tracking the connections of `server`. */
-  watch(server: Server): void {
-    server.on("connection", this.onConnection);
+  private readonly onSession = (session: Http2Session) => {
+    this.sessions.add(session);
+    session.once("close", () => this.sessions.delete(session));
+    if (this.draining) session.close();
+  };
+
+  private readonly onTunnelClose = () => {
+    this.openTunnels--;
+  };
+
+  /**
+   * Start tracking the connections of `server`: `event` is `connection` for plain servers and
+   * `secureConnection` for TLS ones (the TLS socket is the one requests see). HTTP/2 sessions
+   * are tracked too, when the server has them.
+   */
+  watch(server: EventEmitter, event: "connection" | "secureConnection" = "connection"): void {
+    server.on(event, this.onConnection);
+    server.on("session", this.onSession);
+  }
+
+  /** `socket` speaks HTTP/2 with prior knowledge (h2c): never closed as idle while draining. */
+  markHttp2(socket: Socket): void {
+    const state = (socket as TrackedSocket)[kState];
+    if (state) state.h2 = true;
+  }
+
+  /** A WebSocket tunnel opened on `socket` (which counts as busy until it closes). */
+  tunnelOpened(socket: Socket): void {
+    this.openTunnels++;
+    socket.once("close", this.onTunnelClose);
+  }
+
+  /** WebSocket tunnels open now. */
+  get tunnels(): number {
+    return this.openTunnels;
   }
 
   /** A request arrived on `socket`; `requestEnded(socket)` must follow once its response is over. */
@@ -96,6 +139,7 @@ export class ConnectionTracker {
     if (this.draining) return;
     this.draining = true;
     this.onEmpty = onEmpty;
+    for (const session of this.sessions) session.close();
     const every = Math.max(10, Math.min(100, graceMs / 4));
     this.sweeper = setInterval(() => this.closeIdle(graceMs), every);
     this.sweeper.unref();
@@ -111,7 +155,7 @@ export class ConnectionTracker {
     const now = performance.now();
     for (const socket of this.connections) {
       const state = socket[kState];
-      if (!state || state.busy > 0 || socket.destroyed) continue;
+      if (!state || state.busy > 0 || state.h2 || socket.destroyed) continue;
       if (socket.bytesRead !== state.bytesAtIdle) {
         // A request is arriving: it will be answered with `Connection: close`.
         state.idleSince = now;

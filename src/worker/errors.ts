@@ -14,6 +14,7 @@ export type ProxyErrorCode =
   | "PRT_ERR_UPSTREAM_PROTOCOL"
   | "PRT_ERR_BODY_TOO_LARGE"
   | "PRT_ERR_BAD_REQUEST"
+  | "PRT_ERR_H2_MALFORMED"
   | "PRT_ERR_LOOP"
   | "PRT_ERR_CLIENT_GONE"
   | "PRT_ERR_INTERNAL";
@@ -27,6 +28,8 @@ const STATUS: Record<ProxyErrorCode, number> = {
   PRT_ERR_UPSTREAM_PROTOCOL: 502,
   PRT_ERR_BODY_TOO_LARGE: 413,
   PRT_ERR_BAD_REQUEST: 400,
+  // Refused with RST_STREAM PROTOCOL_ERROR (RFC 9113 §8.1.1); 400 is what the access log says.
+  PRT_ERR_H2_MALFORMED: 400,
   PRT_ERR_LOOP: 508,
   // nginx's 499: never sent (the client is gone), only logged.
   PRT_ERR_CLIENT_GONE: 499,

@@ -4,24 +4,66 @@
  * (proxy.ts) carries the request from there to its access-log line.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { type Readable, Transform } from "node:stream";
 import type { Route } from "../config/types.js";
 import { ProxyError } from "./errors.js";
 import { appendSet, type CompiledEdits, type HeaderList, upstreamRequestHeaders } from "./headers.js";
-import { Exchange, type HandlerContext } from "./proxy.js";
-import { type HostRouter, splitTarget } from "./router.js";
+import { type ClientRequest, Exchange, type HandlerContext } from "./proxy.js";
+import { type HostRouter, normalizeHost, splitTarget } from "./router.js";
+import { isWebSocketUpgrade, openTunnel } from "./tunnel.js";
 
 export type { HandlerContext } from "./proxy.js";
 
-/** Build the `(req, res)` handler of one listen socket. */
+/**
+ * HTTP/2 request bodies up to this size are read whole before the request is forwarded, so
+ * a body that disagrees with its Content-Length (which node:http2 only finds at the end of
+ * the stream) never reaches the upstream, even in part (nginx buffers request bodies too).
+ */
+const H2_BUFFERED_BODY = 64 * 1024;
+
+/**
+ * Build the handler of one listen socket: `(req, res)` for a request, with `upgradeHead`
+ * (the bytes after the request header) for an HTTP/1.1 `Upgrade` request.
+ */
 export function createRequestHandler(ctx: HandlerContext, router: HostRouter, scheme: "http" | "https") {
-  return (req: IncomingMessage, res: ServerResponse): void => {
-    serve(ctx, router, scheme, new Exchange(ctx, req, res));
+  return (req: ClientRequest, res: ServerResponse | Http2ServerResponse, upgradeHead?: Buffer): void => {
+    serve(ctx, router, scheme, new Exchange(ctx, req, res), upgradeHead);
   };
 }
 
-function serve(ctx: HandlerContext, router: HostRouter, scheme: "http" | "https", x: Exchange): void {
+/**
+ * What node:http2 lets through that RFC 9113 §8.3 still calls malformed (it refuses
+ * connection-specific fields, upper-case names, a bad or missing :path and a Content-Length
+ * the DATA disagrees with itself; fields with CR, LF or NUL it drops): a fragment in :path,
+ * and a Host that names another authority than :authority.
+ */
+function malformedH2(req: IncomingMessage): string | undefined {
+  const path = req.headers[":path"] as string | undefined;
+  if (path?.includes("#")) return ":path contains a fragment ('#')";
+  const host = req.headers.host;
+  const authority = req.headers[":authority"] as string | undefined;
+  if (host !== undefined && authority !== undefined && normalizeHost(host) !== normalizeHost(authority)) {
+    return `Host '${host}' differs from :authority '${authority}'`;
+  }
+  return undefined;
+}
+
+function serve(
+  ctx: HandlerContext,
+  router: HostRouter,
+  scheme: "http" | "https",
+  x: Exchange,
+  upgradeHead: Buffer | undefined,
+): void {
   const req = x.req;
+  if (x.h2) {
+    const malformed = malformedH2(req);
+    if (malformed) {
+      x.refuseStream(malformed);
+      return;
+    }
+  }
   const via = req.headers.via;
   if (via !== undefined && (Array.isArray(via) ? via.join(",") : via).includes(ctx.via)) {
     x.reply(new ProxyError("PRT_ERR_LOOP", `request came back to this proxy (Via: ${via})`));
@@ -29,6 +71,10 @@ function serve(ctx: HandlerContext, router: HostRouter, scheme: "http" | "https"
   }
   const { path, query } = splitTarget(x.target);
   const server = router.serverFor(x.host);
+  if (scheme === "http" && server.httpsOrigin !== undefined) {
+    redirectToHttps(x, server.httpsOrigin, server.server.exactNames[0], path, query);
+    return;
+  }
   const matched = server.match(path);
   if (!matched) {
     x.reply(new ProxyError("PRT_ERR_NO_ROUTE", `no route for ${path} on this server`));
@@ -66,9 +112,15 @@ function serve(ctx: HandlerContext, router: HostRouter, scheme: "http" | "https"
     x.reply(new ProxyError("PRT_ERR_NO_PEER", message, { detail: message }));
     return;
   }
-  const body = requestBody(req, server.server.maxRequestBody);
+  const websocket = upgradeHead !== undefined && isWebSocketUpgrade(req.headers.upgrade);
+  const body = websocket ? null : requestBody(x, server.server.maxRequestBody);
   if (body instanceof ProxyError) {
     x.reply(body);
+    return;
+  }
+  if (upgradeHead !== undefined && !websocket && body !== null) {
+    // Node stops reading after an Upgrade request's header: its body cannot be forwarded.
+    x.reply(new ProxyError("PRT_ERR_BAD_REQUEST", `Upgrade: ${req.headers.upgrade} with a request body`));
     return;
   }
   const headers = upstreamRequestHeaders(req.headers, matched.requestEdits, {
@@ -78,7 +130,61 @@ function serve(ctx: HandlerContext, router: HostRouter, scheme: "http" | "https"
     requestId: x.requestId,
     via: ctx.via,
   });
-  x.forward(group, peer, upstreamTarget(route, path, query), headers, body, matched.responseEdits);
+  // HTTP/1.1 needs Host: an HTTP/2 request names its authority in :authority instead.
+  if (x.h2 && req.headers.host === undefined && x.host) headers.push("host", x.host);
+  const target = upstreamTarget(route, path, query);
+  if (websocket) {
+    openTunnel(ctx, x, peer, target, headers, upgradeHead, matched.responseEdits);
+    return;
+  }
+  if (x.h2 && body !== null && Number(req.headers["content-length"]) <= H2_BUFFERED_BODY) {
+    readWhole(req).then(
+      (whole) => x.forward(group, peer, target, headers, whole, matched.responseEdits),
+      // The stream was reset (a body longer or shorter than its Content-Length, or the
+      // client cancelled): the response's `close` logs it; nothing was sent upstream.
+      () => {},
+    );
+    return;
+  }
+  x.forward(group, peer, target, headers, body, matched.responseEdits);
+}
+
+/** The whole body of a (small) request. */
+function readWhole(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("aborted", () => reject(new Error("aborted")));
+    req.on("error", reject);
+  });
+}
+
+/** https_redirect: 308 to the same host, path and query on the server's first `tls` address. */
+function redirectToHttps(
+  x: Exchange,
+  origin: { port: number },
+  fallbackName: string | undefined,
+  path: string,
+  query: string,
+): void {
+  const host = x.host ? normalizeHost(x.host) : fallbackName;
+  if (!host) {
+    x.reply(new ProxyError("PRT_ERR_BAD_REQUEST", "no Host header to redirect to https with"));
+    return;
+  }
+  const target = x.target.startsWith("/") ? x.target : `${path}${query}`;
+  const location = `https://${host}${origin.port === 443 ? "" : `:${origin.port}`}${target}`;
+  const body = "308 Permanent Redirect\n";
+  const headers: HeaderList = [
+    "location",
+    location,
+    "content-type",
+    "text/plain; charset=utf-8",
+    "content-length",
+    String(body.length),
+  ];
+  x.respond(308, headers, body, body.length);
 }
 
 /** A fixed response's own headers with the route's response edits applied (remove, then set). */
@@ -91,10 +197,14 @@ function withEdits(headers: HeaderList, edits: CompiledEdits): HeaderList {
 }
 
 /** The request body stream to forward, null when there is none, or a 413 when it is too large. */
-function requestBody(req: IncomingMessage, limit: number): Readable | null | ProxyError {
+function requestBody(x: Exchange, limit: number): Readable | null | ProxyError {
+  const req = x.req;
   const length = req.headers["content-length"];
-  const chunked = req.headers["transfer-encoding"] !== undefined;
-  if (!chunked && (length === undefined || length === "0")) return null;
+  // HTTP/2 frames the body itself: there is one unless HEADERS ended the stream.
+  const chunked = x.h2
+    ? !(req as unknown as Http2ServerRequest).stream.endAfterHeaders
+    : req.headers["transfer-encoding"] !== undefined;
+  if (length === "0" || (!chunked && length === undefined)) return null;
   if (limit > 0 && length !== undefined && Number(length) > limit) {
     return new ProxyError("PRT_ERR_BODY_TOO_LARGE", `request body of ${length} bytes exceeds ${limit}`);
   }

@@ -86,7 +86,8 @@ export function copyHeaders(
   const skip = edits.skip;
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || skip.has(name) || listed?.has(name)) continue;
+    // HTTP/2 pseudo-headers (`:path`, ...) never become HTTP/1.1 fields.
+    if (value === undefined || skip.has(name) || listed?.has(name) || name.charCodeAt(0) === 58) continue;
     out.push(name, value);
   }
   return out;

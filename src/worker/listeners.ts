@@ -1,20 +1,35 @@
 /**
- * The listen sockets of a worker: one HTTP server per distinct `listen` address, serving
- * every virtual server configured on it. Under node:cluster the master owns the socket and
- * the workers share it; `listen` here asks the master for it, and with SCHED_NONE (set by
- * the master) the master sends the socket itself, so this worker accepts from it directly.
+ * The listen sockets of a worker: one server per distinct `listen` address, serving every
+ * virtual server configured on it. Under node:cluster the master owns the socket and the
+ * workers share it; `listen` here asks the master for it, and with SCHED_NONE (set by the
+ * master) the master sends the socket itself, so this worker accepts from it directly.
+ *
+ * Three kinds of address:
+ * - plain: node:http (HTTP/1.1, with WebSocket upgrades);
+ * - `h2c`: the first bytes of a connection decide: the HTTP/2 preface goes to a node:http2
+ *   server (prior knowledge, RFC 9113 §3.3), anything else to node:http;
+ * - `tls`: node:http2's secure server with `allowHTTP1`: ALPN picks h2 or http/1.1, SNI the
+ *   certificate (src/tls/contexts.ts). Session tickets use the key the master shares.
  */
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import http2 from "node:http2";
+import https from "node:https";
+import net, { type AddressInfo, type Socket } from "node:net";
+import type tls from "node:tls";
 import type { Config, Server } from "../config/types.js";
 import type { BoundAddress } from "../ipc.js";
+import { tlsServerOptions } from "../tls/contexts.js";
+import type { TlsMaterial } from "../tls/material.js";
 import { createRequestHandler, type HandlerContext } from "./handler.js";
 import { HostRouter } from "./router.js";
 
 /** An open listen socket and the servers it carries. */
 export interface Listener {
   listen: string;
-  server: http.Server;
+  /** The server that listens (closing it stops accepting). */
+  server: net.Server;
+  /** For `tls` addresses: the server whose session ticket key is shared. */
+  tls?: tls.Server;
 }
 
 /** A listen address that could not be opened. */
@@ -28,17 +43,23 @@ export class ListenError extends Error {
   }
 }
 
-/** Servers grouped by the listen address they share, in config order. */
-function groupByListen(
-  servers: readonly Server[],
-): Map<string, { host: string; port: number; servers: Server[] }> {
-  const groups = new Map<string, { host: string; port: number; servers: Server[] }>();
+interface ListenGroup {
+  host: string;
+  port: number;
+  tls: boolean;
+  h2c: boolean;
+  servers: Server[];
+}
+
+/** Servers grouped by the listen address they share, in config order (checks.ts makes their flags agree). */
+function groupByListen(servers: readonly Server[]): Map<string, ListenGroup> {
+  const groups = new Map<string, ListenGroup>();
   for (const server of servers) {
     for (const l of server.listen) {
       const key = `${l.host}|${l.port}`;
       let group = groups.get(key);
       if (!group) {
-        group = { host: l.host, port: l.port, servers: [] };
+        group = { host: l.host, port: l.port, tls: l.tls, h2c: l.h2c, servers: [] };
         groups.set(key, group);
       }
       group.servers.push(server);
@@ -47,33 +68,170 @@ function groupByListen(
   return groups;
 }
 
+/** The first bytes of an HTTP/2 connection with prior knowledge (RFC 9113 §3.4). */
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/** What every listener's servers share. */
+interface Shared {
+  config: Config;
+  ctx: HandlerContext;
+  tls: TlsMaterial;
+  ticketKey: Buffer;
+}
+
+type Handler = ReturnType<typeof createRequestHandler>;
+
+/** Answer a request Node's HTTP/1 parser refused with 400 (or drop a connection that is gone). */
+function onClientError(err: NodeJS.ErrnoException, socket: net.Socket): void {
+  if (err.code === "ECONNRESET" || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+}
+
+/**
+ * HTTP/1.1 `Upgrade` requests: node:http hands them over with the socket detached from its
+ * parser. A response object is put back on the socket so the request runs through the same
+ * handler (WebSocket becomes a tunnel; anything else is answered as a plain request and the
+ * connection closed after it).
+ */
+function onUpgrade(handler: Handler) {
+  return (req: http.IncomingMessage, socket: Socket, head: Buffer): void => {
+    const res = new http.ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket);
+    res.on("finish", () => socket.end());
+    handler(req, res, head);
+  };
+}
+
+/** Settings every HTTP/1 side of a listener gets. */
+function http1Settings(
+  server: http.Server | http2.Http2SecureServer,
+  config: Config,
+  handler: Handler,
+): void {
+  const s = server as http.Server;
+  s.keepAliveTimeout = config.timeouts.clientKeepalive;
+  // Node closes a keep-alive socket this long after keepAliveTimeout; keep it short.
+  s.requestTimeout = 0;
+  server.on("upgrade", onUpgrade(handler));
+  server.on("clientError", onClientError);
+}
+
+function h2Settings(config: Config): http2.Settings {
+  return {
+    maxConcurrentStreams: config.http2.maxConcurrentStreams,
+    maxHeaderListSize: config.http2.maxHeaderListSize,
+  };
+}
+
+/** An HTTP/2 session with no stream open for client_keepalive is closed (GOAWAY), as an idle HTTP/1 connection is. */
+function closeIdleSessions(server: http2.Http2Server | http2.Http2SecureServer, idleMs: number): void {
+  server.on("session", (session: http2.ServerHttp2Session) => {
+    let open = 0;
+    session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      open++;
+      stream.once("close", () => open--);
+    });
+    session.setTimeout(idleMs, () => {
+      if (open === 0) session.close();
+    });
+  });
+}
+
+function plainServer(shared: Shared, group: ListenGroup, router: HostRouter): { server: net.Server } {
+  const handler = createRequestHandler(shared.ctx, router, "http");
+  const h1 = http.createServer(handler);
+  http1Settings(h1, shared.config, handler);
+  shared.ctx.connections.watch(h1);
+  if (!group.h2c) return { server: h1 };
+  const h2 = http2.createServer({ settings: h2Settings(shared.config) }, handler);
+  shared.ctx.connections.watch(h2);
+  closeIdleSessions(h2, shared.config.timeouts.clientKeepalive);
+  // The first bytes decide; they are put back before the chosen server reads the socket.
+  const server = net.createServer((socket) => {
+    socket.once("data", (chunk: Buffer) => {
+      socket.pause();
+      socket.unshift(chunk);
+      const n = Math.min(chunk.length, H2_PREFACE.length);
+      if (chunk.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) {
+        // node:http2 reads what is buffered itself (on the next tick): no resume here, it
+        // would hand the bytes to no listener.
+        h2.emit("connection", socket);
+        shared.ctx.connections.markHttp2(socket);
+      } else {
+        h1.emit("connection", socket);
+        socket.resume();
+      }
+    });
+  });
+  return { server };
+}
+
+function tlsServer(
+  shared: Shared,
+  group: ListenGroup,
+  serverIndex: Map<Server, number>,
+): { server: net.Server; tls: tls.Server } {
+  const router = new HostRouter(group.servers, true);
+  const handler = createRequestHandler(shared.ctx, router, "https");
+  const options = tlsServerOptions(
+    group.servers.map((server) => ({
+      server,
+      certificates: shared.tls[serverIndex.get(server) ?? -1] ?? [],
+    })),
+    (name) => router.serverForName(name).server,
+  );
+  const config = shared.config;
+  const server = config.http2.enabled
+    ? http2.createSecureServer({ ...options, allowHTTP1: true, settings: h2Settings(config) }, handler)
+    : https.createServer(options, handler);
+  http1Settings(server as http.Server, config, handler);
+  if (server instanceof http.Server === false)
+    closeIdleSessions(server as http2.Http2SecureServer, config.timeouts.clientKeepalive);
+  shared.ctx.connections.watch(server, "secureConnection");
+  // A failed handshake (a scanner, TLS 1.0, no shared cipher) is the client's problem, not a crash.
+  server.on("tlsClientError", (_err: Error, socket: Socket) => socket.destroy());
+  (server as tls.Server).setTicketKeys(shared.ticketKey);
+  return { server, tls: server as tls.Server };
+}
+
 /** Open every listen address of `config`; rejects with a ListenError naming the first that failed. */
 export async function openListeners(
   config: Config,
   ctx: HandlerContext,
+  material: { tls: TlsMaterial; ticketKey: string },
   opened: Listener[] = [],
 ): Promise<{ listeners: Listener[]; bound: BoundAddress[] }> {
   const listeners = opened;
   const bound: BoundAddress[] = [];
-  for (const group of groupByListen(config.servers).values()) {
-    const text = group.host.includes(":") ? `[${group.host}]:${group.port}` : `${group.host}:${group.port}`;
-    const server = http.createServer(
-      {
-        keepAliveTimeout: config.timeouts.clientKeepalive,
-        // Node closes a keep-alive socket this long after keepAliveTimeout; keep it short.
-        requestTimeout: 0,
-      },
-      createRequestHandler(ctx, new HostRouter(group.servers), "http"),
-    );
-    ctx.connections.watch(server);
-    server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
-      if (err.code === "ECONNRESET" || !socket.writable) {
-        socket.destroy();
-        return;
-      }
-      socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
-    });
-    listeners.push({ listen: text, server });
+  const shared: Shared = {
+    config,
+    ctx,
+    tls: material.tls,
+    ticketKey: Buffer.from(material.ticketKey, "base64"),
+  };
+  const serverIndex = new Map(config.servers.map((s, i) => [s, i]));
+  const plainRouters: HostRouter[] = [];
+  /** `host|port` as configured -> the port bound (differs for port 0). */
+  const boundPorts = new Map<string, number>();
+  for (const [key, group] of groupByListen(config.servers)) {
+    const hostPort = group.host.includes(":")
+      ? `[${group.host}]:${group.port}`
+      : `${group.host}:${group.port}`;
+    const text = group.tls ? `${hostPort} tls` : group.h2c ? `${hostPort} h2c` : hostPort;
+    let made: { server: net.Server; tls?: tls.Server };
+    if (group.tls) {
+      made = tlsServer(shared, group, serverIndex);
+    } else {
+      const router = new HostRouter(group.servers);
+      plainRouters.push(router);
+      made = plainServer(shared, group, router);
+    }
+    const server = made.server;
+    listeners.push({ listen: text, ...made });
     await new Promise<void>((resolve, reject) => {
       server.once("error", (err: NodeJS.ErrnoException) =>
         reject(new ListenError(text, err.code ?? "UNKNOWN", err.message)),
@@ -81,7 +239,17 @@ export async function openListeners(
       server.listen({ host: group.host, port: group.port }, () => resolve());
     });
     const address = server.address() as AddressInfo;
+    boundPorts.set(key, address.port);
     bound.push({ listen: text, address: address.address, port: address.port });
+  }
+  // https_redirect to a `tls` address written with port 0 (tests): the port the OS picked.
+  for (const router of plainRouters) {
+    for (const sr of router.servers) {
+      const tlsListen = sr.server.listen.find((l) => l.tls);
+      if (sr.httpsOrigin?.port === 0 && tlsListen) {
+        sr.httpsOrigin.port = boundPorts.get(`${tlsListen.host}|${tlsListen.port}`) ?? 0;
+      }
+    }
   }
   return { listeners, bound };
 }

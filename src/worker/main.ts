@@ -40,6 +40,8 @@ class Worker {
   private readonly upstreams = new Map<string, UpstreamGroup>();
   private readonly connections = new ConnectionTracker();
   private readonly listeners: Listener[] = [];
+  private readonly tls: ConfigMessage["tls"];
+  private ticketKey: string;
   private draining = false;
   private exiting = false;
   /** Settled by the master's `stopped-accepting-ack`. */
@@ -59,6 +61,8 @@ class Worker {
       );
     }
     this.via = `1.1 ${msg.instanceId}`;
+    this.tls = msg.tls;
+    this.ticketKey = msg.ticketKey;
   }
 
   async start(): Promise<void> {
@@ -73,7 +77,9 @@ class Worker {
           log: this.log,
           connections: this.connections,
           isDraining: () => this.draining,
+          timeouts: this.config.timeouts,
         },
+        { tls: this.tls, ticketKey: this.ticketKey },
         this.listeners,
       );
       if (this.draining) {
@@ -144,6 +150,13 @@ class Worker {
     }
   }
 
+  /** The master rotated the TLS session ticket key: every worker switches to the same one. */
+  setTicketKey(key: string): void {
+    this.ticketKey = key;
+    const buffer = Buffer.from(key, "base64");
+    for (const listener of this.listeners) listener.tls?.setTicketKeys(buffer);
+  }
+
   reopenLogs(): void {
     const files = reopenLogFiles();
     this.log.info({ files }, "log files reopened");
@@ -180,6 +193,8 @@ process.on("message", (msg: unknown) => {
     worker?.applyPeers(msg.table);
   } else if (msg.type === "stopped-accepting-ack") {
     worker?.onAcceptingStopped();
+  } else if (msg.type === "ticket-key") {
+    worker?.setTicketKey(msg.key);
   } else if (msg.type === "reopen-logs") {
     worker?.reopenLogs();
   }

@@ -12,8 +12,11 @@
  * closures of its own.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { type Http2ServerRequest, type Http2ServerResponse, constants as h2constants } from "node:http2";
 import type { Socket } from "node:net";
+import { pipeline } from "node:stream";
 import type { Dispatcher } from "undici";
+import type { Timeouts } from "../config/types.js";
 import type { AccessLog, Logger } from "../observability/logger.js";
 import type { Peer } from "../upstream/peer.js";
 import type { UpstreamGroup } from "../upstream/upstream-group.js";
@@ -33,6 +36,7 @@ export interface HandlerContext {
   connections: ConnectionTracker;
   /** True once the worker drains: responses carry `Connection: close`. */
   isDraining: () => boolean;
+  timeouts: Timeouts;
 }
 
 /** nginx's `fail_timeout`: a peer that refused a connection is skipped this long (per worker). */
@@ -49,6 +53,14 @@ const MAX_TRIES = 3;
 const RESPONSE_BUFFER_BYTES = 256 * 1024;
 
 const kExchange = Symbol("portico.exchange");
+/** A client request: HTTP/1.x, or an HTTP/2 stream through node:http2's compatibility API. */
+export type ClientRequest = IncomingMessage | Http2ServerRequest;
+/**
+ * The response of either. Typed as ServerResponse: the calls made on it (writeHead with a
+ * flat header list, write, end, flushHeaders, writableLength, `drain`, `close`) behave the
+ * same on Http2ServerResponse; what differs (no `destroyed`, no status message, no
+ * connection-specific headers) is handled where `h2` is checked.
+ */
 type ExchangeResponse = ServerResponse & { [kExchange]?: Exchange };
 
 /** A client reset is reported through the response's `close`; these must not crash the worker. */
@@ -70,6 +82,10 @@ function clientGone(cause?: unknown): ProxyError {
 export class Exchange implements Dispatcher.DispatchHandler {
   readonly req: IncomingMessage;
   readonly res: ExchangeResponse;
+  /** An HTTP/2 stream (compatibility API) rather than an HTTP/1.x request. */
+  readonly h2: boolean;
+  /** Set once the request became a WebSocket tunnel: the access log then says 101. */
+  tunnel?: { bytes: () => number; peer: string };
   readonly requestId: string;
   /** The `Host` header as received ("" when absent). */
   readonly host: string;
@@ -95,14 +111,17 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** The address of the last peer tried, for the access log. */
   private upstream?: string;
 
-  constructor(ctx: HandlerContext, req: IncomingMessage, res: ServerResponse) {
+  constructor(ctx: HandlerContext, req: ClientRequest, res: ServerResponse | Http2ServerResponse) {
     this.ctx = ctx;
-    this.req = req;
-    this.res = res;
+    // The compatibility API mirrors IncomingMessage/ServerResponse (see ExchangeResponse).
+    this.req = req as IncomingMessage;
+    this.res = res as ServerResponse;
+    this.h2 = req.httpVersionMajor === 2;
     this.socket = req.socket;
     const headers = req.headers;
     this.requestId = requestIdFor(headers["x-request-id"]);
-    this.host = headers.host ?? "";
+    // RFC 9113 §8.3.1: :authority, when present, is the target's authority; Host otherwise.
+    this.host = (this.h2 ? (headers[":authority"] as string | undefined) : undefined) ?? headers.host ?? "";
     this.target = req.url ?? "/";
     ctx.connections.requestStarted(this.socket);
     req.on("error", ignoreError);
@@ -116,9 +135,28 @@ export class Exchange implements Dispatcher.DispatchHandler {
     return this.socket.remoteAddress ?? "";
   }
 
+  /** The client's side is closed: HTTP/1 responses say so themselves, HTTP/2 ones through their stream. */
+  private get gone(): boolean {
+    return this.h2 ? (this.res as unknown as Http2ServerResponse).stream.destroyed : this.res.destroyed;
+  }
+
+  /**
+   * While draining, an HTTP/1 response says `Connection: close`; HTTP/2 has no such header
+   * (the worker sends GOAWAY instead).
+   */
+  private closeIfDraining(headers: HeaderList): void {
+    if (!this.h2 && this.ctx.isDraining()) headers.push("connection", "close");
+  }
+
+  /** Refuse a malformed HTTP/2 request with RST_STREAM PROTOCOL_ERROR (RFC 9113 §8.1.1) and log it. */
+  refuseStream(reason: string): void {
+    (this.req as unknown as Http2ServerRequest).stream.close(h2constants.NGHTTP2_PROTOCOL_ERROR);
+    this.log(400, 0, new ProxyError("PRT_ERR_H2_MALFORMED", `malformed HTTP/2 request: ${reason}`));
+  }
+
   /** Answer with a fixed response (a `return` or `redirect` route) and log it. */
   respond(status: number, headers: HeaderList, body: string | Buffer, bytes: number): void {
-    if (this.ctx.isDraining()) headers.push("connection", "close");
+    this.closeIfDraining(headers);
     this.res.writeHead(status, headers);
     this.res.end(body);
     this.log(status, bytes, undefined);
@@ -128,6 +166,29 @@ export class Exchange implements Dispatcher.DispatchHandler {
   reply(error: ProxyError): void {
     this.fail(error);
     this.log(error.status, 0, error);
+  }
+
+  /** A tunnel's upstream request failed before the tunnel opened: answer with the error. */
+  upstreamFailed(error: ProxyError, peer: string): void {
+    this.upstream = peer;
+    this.reply(error);
+  }
+
+  /** Pass an upstream response read with node:http (an upgrade the peer refused) back as it is. */
+  relay(response: IncomingMessage, peer: string, edits: CompiledEdits): void {
+    this.upstream = peer;
+    const status = response.statusCode ?? 502;
+    const out = appendSet(copyHeaders(response.headers, edits, []), edits);
+    this.closeIfDraining(out);
+    this.res.writeHead(status, response.statusMessage, out);
+    let bytes = 0;
+    response.on("data", (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    pipeline(response, this.res, (err) => {
+      if (err) this.res.destroy();
+      this.log(status, bytes, undefined);
+    });
   }
 
   /** Forward the request to `peer` of `group` and stream the response back. */
@@ -170,7 +231,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    if (this.res.destroyed) controller.abort(clientGone());
+    if (this.gone) controller.abort(clientGone());
   }
 
   onResponseStart(
@@ -182,11 +243,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return; // 1xx informational: Node answers 100-continue itself
     this.headerMs = performance.now() - this.dispatchedAt;
     const res = this.res;
-    if (res.destroyed) return;
+    if (this.gone) return;
     const edits = this.responseEdits as CompiledEdits;
     const out = appendSet(copyHeaders(headers, edits, []), edits);
-    if (this.ctx.isDraining()) out.push("connection", "close");
-    res.writeHead(statusCode, statusMessage || undefined, out);
+    this.closeIfDraining(out);
+    // HTTP/2 has no reason phrase (node:http2 warns when given one).
+    res.writeHead(statusCode, this.h2 ? undefined : statusMessage || undefined, out);
     // A body of unknown length may be a stream (SSE) that is slow to start: send the header
     // now. With a Content-Length, Node sends it together with the first chunk (one write).
     if (headers["content-length"] === undefined) res.flushHeaders();
@@ -215,11 +277,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const peer = this.peer as Peer;
     // The client leaving first makes the body stream or the socket fail too: report that as 499.
     const error =
-      res.destroyed && !res.writableFinished ? clientGone(err) : classifyUpstreamError(err, peer.address);
+      this.gone && !res.writableFinished ? clientGone(err) : classifyUpstreamError(err, peer.address);
     if (error.code === "PRT_ERR_UPSTREAM_CONNECT") {
       peer.markFailed(PEER_FAIL_TIMEOUT_MS);
       // Nothing reached the peer: another one may take the request (nginx proxy_next_upstream error).
-      if (!res.headersSent && !res.destroyed && this.retry(peer, error)) return;
+      if (!res.headersSent && !this.gone && this.retry(peer, error)) return;
     }
     this.releasePeer();
     if (error.code === "PRT_ERR_CLIENT_GONE") {
@@ -239,7 +301,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** The response is over: sent, or the connection closed under it. */
   clientClosed(): void {
     const res = this.res;
-    if (!res.writableFinished) {
+    if (this.tunnel) {
+      if (!this.logged) this.log(101, this.tunnel.bytes(), undefined);
+    } else if (!res.writableFinished) {
       // The client went away first: stop the upstream request so its socket is not left behind.
       const controller = this.controller;
       if (this.peer && controller && !controller.aborted) controller.abort(clientGone());
@@ -280,7 +344,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** Send an error response, or destroy the connection when a response has already begun. */
   private fail(error: ProxyError): void {
     const res = this.res;
-    if (res.headersSent || res.destroyed) {
+    if (res.headersSent || this.gone) {
       res.destroy(error);
       return;
     }
@@ -291,8 +355,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
       "content-length",
       String(Buffer.byteLength(body)),
     ];
-    // A request body we did not read leaves the connection unusable.
-    if (!this.req.complete || this.ctx.isDraining()) headers.push("connection", "close");
+    // A request body we did not read leaves an HTTP/1 connection unusable.
+    if (!this.h2 && (!this.req.complete || this.ctx.isDraining())) headers.push("connection", "close");
     res.writeHead(error.status, headers);
     res.end(body);
     if (error.status >= 500)

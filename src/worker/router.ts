@@ -17,13 +17,27 @@ export interface CompiledRoute {
   responseEdits: CompiledEdits;
 }
 
-function compileRoute(route: Route, regex?: RegExp): CompiledRoute {
+function compileRoute(route: Route, hsts: string | undefined, regex?: RegExp): CompiledRoute {
+  const response = route.responseHeaders;
+  // HSTS is one more `set` edit (replacing an upstream's own), unless the route sets it itself.
+  const withHsts =
+    hsts === undefined || "strict-transport-security" in response.set
+      ? response
+      : { set: { ...response.set, "strict-transport-security": hsts }, remove: response.remove };
   return {
     route,
     regex,
     requestEdits: compileEdits(route.requestHeaders, true),
-    responseEdits: compileEdits(route.responseHeaders, false),
+    responseEdits: compileEdits(withHsts, false),
   };
+}
+
+/** The Strict-Transport-Security value of a server (RFC 6797 §6.1). */
+export function hstsValue(hsts: NonNullable<Server["hsts"]>): string {
+  let value = `max-age=${hsts.maxAge}`;
+  if (hsts.includeSubdomains) value += "; includeSubDomains";
+  if (hsts.preload) value += "; preload";
+  return value;
 }
 
 /** Most distinct Host header values remembered per listen address (clients choose them). */
@@ -32,21 +46,27 @@ const HOST_CACHE_SIZE = 1024;
 /** One server's routes, compiled for lookup. */
 export class ServerRoutes {
   readonly server: Server;
+  /** With https_redirect, on a plain address: where requests are sent (port 0 is set once bound). */
+  readonly httpsOrigin: { port: number } | undefined;
   private readonly exact = new Map<string, CompiledRoute>();
   private readonly regexes: CompiledRoute[] = [];
   /** Prefix routes, longest prefix first. */
   private readonly prefixes: CompiledRoute[] = [];
 
-  constructor(server: Server) {
+  /** `tls`: the routes serve a TLS address (HSTS is added there, and only there). */
+  constructor(server: Server, tls: boolean) {
     this.server = server;
+    const tlsPort = server.listen.find((l) => l.tls)?.port;
+    this.httpsOrigin = !tls && server.httpsRedirect && tlsPort !== undefined ? { port: tlsPort } : undefined;
+    const hsts = tls && server.hsts ? hstsValue(server.hsts) : undefined;
     for (const route of server.routes) {
       const m = route.match;
       if (m.kind === "exact") {
-        if (!this.exact.has(m.path)) this.exact.set(m.path, compileRoute(route));
+        if (!this.exact.has(m.path)) this.exact.set(m.path, compileRoute(route, hsts));
       } else if (m.kind === "regex") {
-        this.regexes.push(compileRoute(route, compileRouteRegex(m.source, m.caseInsensitive)));
+        this.regexes.push(compileRoute(route, hsts, compileRouteRegex(m.source, m.caseInsensitive)));
       } else {
-        this.prefixes.push(compileRoute(route));
+        this.prefixes.push(compileRoute(route, hsts));
       }
     }
     this.prefixes.sort(
@@ -74,8 +94,13 @@ export class HostRouter {
   /** Host header value as received -> its server: most requests repeat a few values. */
   private readonly cache = new Map<string, ServerRoutes>();
 
-  constructor(servers: readonly Server[]) {
-    const compiled = servers.map((s) => new ServerRoutes(s));
+  /** The servers on this address, compiled, in config order. */
+  readonly servers: readonly ServerRoutes[];
+
+  /** `tls`: the servers are reached on a TLS address. */
+  constructor(servers: readonly Server[], tls = false) {
+    const compiled = servers.map((s) => new ServerRoutes(s, tls));
+    this.servers = compiled;
     for (const sr of compiled) {
       for (const name of sr.server.exactNames) if (!this.exact.has(name)) this.exact.set(name, sr);
       for (const suffix of sr.server.wildcardNames) this.wildcards.push([suffix, sr]);
@@ -95,6 +120,11 @@ export class HostRouter {
     if (this.cache.size >= HOST_CACHE_SIZE) this.cache.clear();
     this.cache.set(hostHeader, found);
     return found;
+  }
+
+  /** The server for a TLS SNI name (already lower case, no port): exact, wildcard, default. */
+  serverForName(name: string | undefined): ServerRoutes {
+    return name ? this.lookup(name.toLowerCase()) : this.fallback;
   }
 
   private lookup(host: string): ServerRoutes {

@@ -14,6 +14,7 @@ const timeouts: Timeouts = {
   shutdown: 1000,
   drainGrace: 1000,
   workerStart: 1000,
+  tunnelIdle: 3_600_000,
 };
 const position = { file: "t.yaml", line: 1, col: 1 };
 
