@@ -1,7 +1,8 @@
 // Figures and tables of `npm run bench`: per target, the median over rounds of req/s, MB/s,
 // the proxy's CPU share and req/s per CPU-second, latency, and ratios (per CPU-second) to the
 // minimal undici proxy and to nginx; the share of connections each Portico worker took (from
-// the access log); and appending a run to bench/RESULTS.md.
+// the access log); the HTTPS summary (Portico / nginx per scenario); and appending a run to
+// bench/RESULTS.md.
 import { appendFileSync, closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
 import { table } from "./lib.js";
 
@@ -26,6 +27,7 @@ export function windowFigures(load, proxyCpu, backendCpu, otherShare) {
     otherShare,
     p50: load.p50,
     p99: load.p99,
+    mean: load.mean ?? Number.NaN, // h2load's mean time per request (it prints no percentiles)
     errors: load.socketErrors + load.non2xx,
   };
 }
@@ -42,6 +44,7 @@ export function summarize(windows) {
     otherShare: m("otherShare"),
     p50: m("p50"),
     p99: m("p99"),
+    mean: m("mean"),
     errors: windows.reduce((a, w) => a + w.errors, 0),
   };
 }
@@ -50,20 +53,74 @@ const int = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") :
 const fixed = (x, d) => (Number.isFinite(x) ? x.toFixed(d) : "-");
 const ms = (x) => (Number.isFinite(x) ? `${x < 10 ? x.toFixed(2) : x.toFixed(1)} ms` : "-");
 
-/** The Markdown table of one scenario: `rows` is [{ key, name, s: summarize(...) }]. */
+/**
+ * The Markdown table of one scenario: `rows` is [{ key, name, s: summarize(...) }]. The
+ * "vs undici" column is left out when the undici proxy is not among the rows (the HTTPS
+ * scenarios: it does not terminate TLS).
+ */
 export function scenarioTable(rows) {
   const per = (key) => rows.find((r) => r.key === key)?.s.perCpu;
+  const withUndici = rows.some((r) => r.key === "undici");
   const undici = per("undici");
   const nginx = per("nginx");
-  const headers = ["target", "req/s", "MB/s", "proxy CPU", "req/s per CPU-s", "vs undici", "vs nginx"];
+  const headers = ["target", "req/s", "MB/s", "proxy CPU", "req/s per CPU-s"];
+  headers.push(...(withUndici ? ["vs undici"] : []), "vs nginx");
   headers.push("backend CPU", "p50", "p99", "errors", "other CPU");
   return table(
     headers,
     rows.map(({ name, s }) => {
       const row = [name, int(s.rps), fixed(s.mbps, 1), fixed(s.share, 2), int(s.perCpu)];
-      row.push(fixed(s.perCpu / undici, 2), nginx === undefined ? "-" : fixed(s.perCpu / nginx, 2));
+      if (withUndici) row.push(fixed(s.perCpu / undici, 2));
+      row.push(nginx === undefined ? "-" : fixed(s.perCpu / nginx, 2));
       row.push(fixed(s.backendShare, 2), ms(s.p50), ms(s.p99), String(s.errors), fixed(s.otherShare, 2));
       return row;
+    }),
+  );
+}
+
+/**
+ * The HTTPS summary: one line per scenario (`summary` is [{ scenario, rows }], rows as for
+ * `scenarioTable`), Portico (workers: 1) against nginx measured in the same run: req/s, req/s
+ * per CPU-second and their ratios, HAProxy's ratio when it ran, p99 (h2load: the mean, marked).
+ */
+export function httpsTable(summary) {
+  const headers = [
+    "scenario",
+    "Portico req/s",
+    "nginx req/s",
+    "Portico req/s per CPU-s",
+    "nginx req/s per CPU-s",
+  ];
+  headers.push("Portico / nginx per CPU-s", "Portico / nginx req/s", "HAProxy / nginx per CPU-s");
+  headers.push("Portico p99", "nginx p99", "errors Portico / nginx");
+  return table(
+    headers,
+    summary.map(({ scenario, rows }) => {
+      const get = (key) => rows.find((r) => r.key === key);
+      const [p, n, h] = [get("portico-1"), get("nginx"), get("haproxy")];
+      const failed = (r) => (r?.name.includes("(FAILED") ? " (FAILED)" : "");
+      const ratio = (a, b) => (a && b ? fixed(a / b, 2) : "-");
+      const lat = (r) =>
+        !r
+          ? "-"
+          : Number.isFinite(r.s.p99)
+            ? ms(r.s.p99)
+            : Number.isFinite(r.s.mean)
+              ? `${ms(r.s.mean)} mean`
+              : "-";
+      return [
+        scenario.short,
+        `${p ? int(p.s.rps) : "-"}${failed(p)}`,
+        `${n ? int(n.s.rps) : "-"}${failed(n)}`,
+        p ? int(p.s.perCpu) : "-",
+        n ? int(n.s.perCpu) : "-",
+        ratio(p?.s.perCpu, n?.s.perCpu),
+        ratio(p?.s.rps, n?.s.rps),
+        ratio(h?.s.perCpu, n?.s.perCpu),
+        lat(p),
+        lat(n),
+        `${p ? p.s.errors : "-"} / ${n ? n.s.errors : "-"}`,
+      ];
     }),
   );
 }

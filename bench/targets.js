@@ -3,6 +3,9 @@
 // (not pinned), the minimal undici proxy, http-proxy, and nginx and HAProxy when installed.
 // Each target: { key, name, port, roots (PIDs whose process trees are its CPU), accessLog
 // (file of Portico's access log, when on), workers (Portico's worker PIDs), stop }.
+// The HTTPS scenarios start their own instances (`tls` passed to `start`: { cert, key,
+// combined } files) of the targets that terminate TLS (`tls: true`: Portico with workers: 1,
+// nginx, HAProxy), once the plain scenarios are done, so a plain run is the same as before.
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startNodeServer, startPortico } from "./lib.js";
@@ -11,16 +14,26 @@ import { NGINX, startNginx } from "./peers/nginx.js";
 
 const peer = (name) => fileURLToPath(new URL(`./peers/${name}`, import.meta.url));
 
-/** Portico's bench config: every feature on (routes, a return route, request ids, X-Forwarded-*, Via, access log). */
-function porticoYaml({ workers, dir, tag, backendPort, accessLog }) {
+/**
+ * Portico's bench config: every feature on (routes, a return route, request ids, X-Forwarded-*,
+ * Via, access log); with `tls`, the listener is a `tls` one with the run's certificate and
+ * HTTP/2 is on with 128 concurrent streams (as nginx's and HAProxy's TLS configs).
+ */
+function porticoYaml({ workers, dir, tag, backendPort, accessLog, tls }) {
+  const listen = tls
+    ? `["127.0.0.1:0 tls"]
+    tls:
+      certificates:
+        - { cert: ${tls.cert}, key: ${tls.key} }`
+    : "127.0.0.1:0";
   return `
 workers: ${workers}
 pid_file: ${join(dir, `portico-${tag}.pid`)}
 log: { level: info, access: ${accessLog ? join(dir, `portico-${tag}-access.log`) : "off"}, error: stderr }
-upstreams:
+${tls ? "http2: { enabled: true, max_concurrent_streams: 128 }\n" : ""}upstreams:
   bench: { servers: [{ address: 127.0.0.1:${backendPort} }] }
 servers:
-  - listen: 127.0.0.1:0
+  - listen: ${listen}
     default: true
     routes:
       - exact: /healthz
@@ -32,9 +45,9 @@ servers:
 
 /**
  * Every target's definition, in the order they run. `only` (keys) restricts the list;
- * nginx and HAProxy are left out when not installed.
+ * nginx and HAProxy are left out when not installed; `tls` keeps only those that terminate TLS.
  */
-export function targetList({ only } = {}) {
+export function targetList({ only, tls = false } = {}) {
   const all = [
     {
       key: "direct",
@@ -42,8 +55,15 @@ export function targetList({ only } = {}) {
     },
     {
       key: "portico-1",
+      tls: true,
       start: (o) =>
-        portico({ ...o, workers: 1, tag: "1", cpus: o.proxyCpus, name: `Portico, workers: 1${o.pin}` }),
+        portico({
+          ...o,
+          workers: 1,
+          tag: o.tls ? "1-tls" : "1",
+          cpus: o.proxyCpus,
+          name: `Portico, workers: 1${o.pin}`,
+        }),
     },
     {
       key: "portico-auto",
@@ -65,24 +85,26 @@ export function targetList({ only } = {}) {
     },
     NGINX && {
       key: "nginx",
-      start: async ({ backend, dir, accessLog, proxyCpus, pin }) => {
-        const p = await startNginx({ dir, backendPort: backend.port, accessLog, cpus: proxyCpus });
+      tls: true,
+      start: async ({ backend, dir, accessLog, proxyCpus, pin, tls }) => {
+        const p = await startNginx({ dir, backendPort: backend.port, accessLog, cpus: proxyCpus, tls });
         return { name: `nginx, 1 worker${pin}`, port: p.port, roots: [p.proc.pid], stop: p.stop };
       },
     },
     HAPROXY && {
       key: "haproxy",
-      start: async ({ backend, dir, accessLog, proxyCpus, pin }) => {
-        const p = await startHaproxy({ dir, backendPort: backend.port, accessLog, cpus: proxyCpus });
+      tls: true,
+      start: async ({ backend, dir, accessLog, proxyCpus, pin, tls }) => {
+        const p = await startHaproxy({ dir, backendPort: backend.port, accessLog, cpus: proxyCpus, tls });
         return { name: `HAProxy, nbthread 1${pin}`, port: p.port, roots: [p.proc.pid], stop: p.stop };
       },
     },
-  ].filter(Boolean);
+  ].filter((t) => t && (!tls || t.tls));
   return only ? all.filter((t) => only.includes(t.key)) : all;
 }
 
-async function portico({ backend, dir, accessLog, workers, tag, cpus, name }) {
-  const yaml = porticoYaml({ workers, dir, tag, backendPort: backend.port, accessLog });
+async function portico({ backend, dir, accessLog, workers, tag, cpus, name, tls }) {
+  const yaml = porticoYaml({ workers, dir, tag, backendPort: backend.port, accessLog, tls });
   const p = await startPortico(yaml, { cpus, dir, name: `portico-${tag}.yaml` });
   return {
     name: workers === "auto" ? `${name} (${p.pids.length}), not pinned` : name,

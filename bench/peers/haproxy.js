@@ -2,6 +2,9 @@
 // http mode, `http-reuse always` (keep-alive to the backend shared between clients), the same
 // request headers as Portico (X-Forwarded-*, X-Request-Id, Via), a /healthz return before the
 // proxied path, and an access log (option httplog) to stdout, redirected to a file, or none.
+// With `tls` (the HTTPS scenarios): the run's certificate (cert and key in one PEM file, as
+// `crt` wants them), TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN, at most 128 concurrent
+// streams (as Portico's bench config), session tickets on (HAProxy's default).
 // Run in the foreground as the current user: `haproxy -db -f DIR/haproxy.cfg`.
 import { execFileSync } from "node:child_process";
 import { closeSync, openSync, writeFileSync } from "node:fs";
@@ -17,12 +20,12 @@ export function haproxyVersion() {
 }
 
 /** The haproxy.cfg text. */
-function config({ port, backendPort, accessLog }) {
+function config({ port, backendPort, accessLog, tls }) {
   return `
 global
   nbthread 1
   maxconn 4096
-${accessLog ? "  log stdout format raw local0\n" : ""}
+${tls ? "  ssl-default-bind-options ssl-min-ver TLSv1.2\n  tune.h2.max-concurrent-streams 128\n" : ""}${accessLog ? "  log stdout format raw local0\n" : ""}
 defaults
   mode http
 ${accessLog ? "  log global\n  option httplog\n" : ""}
@@ -34,10 +37,10 @@ ${accessLog ? "  log global\n  option httplog\n" : ""}
   timeout http-keep-alive 75s
 
 frontend bench
-  bind 127.0.0.1:${port}
+  bind 127.0.0.1:${port}${tls ? ` ssl crt ${tls.combined} alpn h2,http/1.1` : ""}
   http-request return status 200 content-type text/plain string "ok\\n" if { path /healthz }
   option forwardfor
-  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Proto ${tls ? "https" : "http"}
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
   http-request set-header X-Request-Id %[uuid()]
   http-request add-header Via "1.1 haproxy"
@@ -48,14 +51,24 @@ backend bench
 `;
 }
 
-/** Start haproxy in `dir` in front of the backend; resolves with { port, proc, stop }. */
-export async function startHaproxy({ dir, backendPort, accessLog, cpus }) {
+/**
+ * Start haproxy in `dir` in front of the backend (over TLS when `tls` is { combined }: the
+ * files are then haproxy-tls.*); resolves with { port, proc, stop }.
+ */
+export async function startHaproxy({ dir, backendPort, accessLog, cpus, tls }) {
   const port = await freePort();
-  const cfg = join(dir, "haproxy.cfg");
-  writeFileSync(cfg, config({ port, backendPort, accessLog }));
-  const out = openSync(join(dir, "haproxy-access.log"), "a");
+  const name = tls ? "haproxy-tls" : "haproxy";
+  const cfg = join(dir, `${name}.cfg`);
+  writeFileSync(cfg, config({ port, backendPort, accessLog, tls }));
+  const out = openSync(join(dir, `${name}-access.log`), "a");
   const proc = spawnTracked(HAPROXY, ["-db", "-f", cfg], { cpus, stdio: ["ignore", out, "inherit"] });
   closeSync(out);
   await waitForPort(port, proc);
   return { port, proc, stop: () => stop(proc) };
+}
+
+/** The OpenSSL HAProxy runs with: `3.0.19` from `haproxy -vv`'s `Running on OpenSSL version : OpenSSL 3.0.19 ...`. */
+export function haproxyOpenssl() {
+  const out = execFileSync(HAPROXY, ["-vv"], { encoding: "utf8" });
+  return /Running on OpenSSL version : OpenSSL (\S+)/.exec(out)?.[1] ?? "unknown";
 }

@@ -1,7 +1,10 @@
 // nginx as a peer for `npm run bench`: a config generated into a temp dir (pid, logs and temp
 // paths inside it), 1 worker process, upstream keep-alive, HTTP/1.1 to the upstream, the same
 // request headers as Portico (X-Forwarded-*, X-Request-Id, Via), an exact /healthz return
-// before the proxied path, and an access log to a file or off. Run as the current user:
+// before the proxied path, and an access log to a file or off. With `tls` (the HTTPS
+// scenarios): TLS 1.2 and 1.3 with the run's certificate, HTTP/2 by ALPN, at most 128
+// concurrent streams (as Portico's bench config), session tickets on (nginx's default, as
+// Portico's). Run as the current user:
 // `nginx -p DIR -c DIR/nginx.conf -e DIR/error.log -g 'daemon off; master_process on;'`.
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -17,19 +20,36 @@ export function nginxVersion() {
   return out.trim().replace("nginx version: nginx/", "nginx ");
 }
 
+/** True for nginx 1.25.1 and later, where `http2 on;` replaces `listen ... http2` (deprecated there). */
+function http2Directive() {
+  const [major, minor, patch] = (/(\d+)\.(\d+)\.(\d+)/.exec(nginxVersion()) ?? []).slice(1).map(Number);
+  return major > 1 || (major === 1 && (minor > 25 || (minor === 25 && patch >= 1)));
+}
+
+/** The server block's listen and TLS lines: plain, or TLS with HTTP/2 when `tls` is { cert, key }. */
+function listen(port, tls) {
+  if (!tls) return `listen 127.0.0.1:${port};`;
+  const h2 = http2Directive();
+  return `listen 127.0.0.1:${port} ssl${h2 ? "" : " http2"};
+    ${h2 ? "http2 on;\n    " : ""}ssl_certificate ${tls.cert};
+    ssl_certificate_key ${tls.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    http2_max_concurrent_streams 128;`;
+}
+
 /** The nginx.conf text. */
-function config({ dir, port, backendPort, accessLog }) {
+function config({ dir, name, port, backendPort, accessLog, tls }) {
   // As root, nginx would switch its worker to `nobody`, which cannot write into the temp dir.
   const user = os.userInfo();
   const group = user.uid === 0 ? execFileSync("id", ["-gn"], { encoding: "utf8" }).trim() : "";
   return `
 ${user.uid === 0 ? `user ${user.username} ${group};` : ""}
 worker_processes 1;
-pid ${join(dir, "nginx.pid")};
-error_log ${join(dir, "nginx-error.log")} warn;
+pid ${join(dir, `${name}.pid`)};
+error_log ${join(dir, `${name}-error.log`)} warn;
 events { worker_connections 4096; }
 http {
-  access_log ${accessLog ? join(dir, "nginx-access.log") : "off"};
+  access_log ${accessLog ? join(dir, `${name}-access.log`) : "off"};
   client_body_temp_path ${join(dir, "client_body")};
   proxy_temp_path ${join(dir, "proxy")};
   fastcgi_temp_path ${join(dir, "fastcgi")};
@@ -44,7 +64,7 @@ http {
     keepalive_timeout 4s;
   }
   server {
-    listen 127.0.0.1:${port};
+    ${listen(port, tls)}
     location = /healthz { default_type text/plain; return 200 "ok\\n"; }
     location / {
       proxy_pass http://bench;
@@ -62,22 +82,33 @@ http {
 `;
 }
 
-/** Start nginx in `dir` in front of the backend; resolves with { port, proc, stop }. */
-export async function startNginx({ dir, backendPort, accessLog, cpus }) {
+/**
+ * Start nginx in `dir` in front of the backend (over TLS when `tls` is { cert, key }: the
+ * config, pid and log files are then nginx-tls.*, so a plain and a TLS nginx can share `dir`); resolves
+ * with { port, proc, stop }.
+ */
+export async function startNginx({ dir, backendPort, accessLog, cpus, tls }) {
   const port = await freePort();
-  const conf = join(dir, "nginx.conf");
-  writeFileSync(conf, config({ dir, port, backendPort, accessLog }));
+  const name = tls ? "nginx-tls" : "nginx";
+  const conf = join(dir, `${name}.conf`);
+  writeFileSync(conf, config({ dir, name, port, backendPort, accessLog, tls }));
   const args = [
     "-p",
     dir,
     "-c",
     conf,
     "-e",
-    join(dir, "nginx-error.log"),
+    join(dir, `${name}-error.log`),
     "-g",
     "daemon off; master_process on;",
   ];
   const proc = spawnTracked(NGINX, args, { cpus, stdio: ["ignore", "inherit", "inherit"] });
   await waitForPort(port, proc);
   return { port, proc, stop: () => stop(proc) };
+}
+
+/** The OpenSSL nginx runs with: `3.0.19` from `running with OpenSSL 3.0.19 ...`, else the one it was built with. */
+export function nginxOpenssl() {
+  const out = execFileSync("sh", ["-c", `"${NGINX}" -V 2>&1`], { encoding: "utf8" });
+  return (/running with OpenSSL (\S+)/.exec(out) ?? /built with OpenSSL (\S+)/.exec(out))?.[1] ?? "unknown";
 }

@@ -66,6 +66,11 @@ beforeAll(async () => {
       pump();
       return;
     }
+    if (req.url === "/slow") {
+      req.resume();
+      setTimeout(() => res.end("slow"), 800);
+      return;
+    }
     const hash = createHash("sha256");
     let length = 0;
     req.on("data", (d: Buffer) => {
@@ -318,5 +323,28 @@ describe("HTTP/2 to clients, HTTP/1.1 to the backend", () => {
         .on("error", reject);
     });
     expect(h1).toEqual({ status: 200, version: "1.1" });
+  });
+
+  // Last: it replaces the workers the tests above measure.
+  it("drains an HTTP/2 connection on reload with GOAWAY: the stream in flight is answered, new ones go to a new connection", async () => {
+    const session = connect();
+    try {
+      const goaway = new Promise<void>((r) => session.once("goaway", () => r()));
+      const slow = h2request(session, { ":method": "GET", ":path": "/slow" });
+      await new Promise((r) => setTimeout(r, 100));
+      process.kill(p.pid, "SIGHUP");
+      await goaway;
+      const answered = await slow;
+      expect(answered).toEqual({ status: 200, body: Buffer.from("slow") });
+    } finally {
+      session.close();
+    }
+    await p.waitForLine((l) => l.msg === "reload complete");
+    const fresh = connect();
+    try {
+      expect((await h2request(fresh, { ":method": "GET", ":path": "/after" })).status).toBe(200);
+    } finally {
+      fresh.close();
+    }
   });
 });
