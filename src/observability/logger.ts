@@ -47,6 +47,8 @@ class BlockBuffer {
 /** File destinations opened by this process, reopened on SIGUSR2 (log rotation). */
 const files: Array<{ path: string; stream: Destination; blocks?: BlockBuffer }> = [];
 
+/** stdout and stderr destinations: asynchronous, written out synchronously before an exit. */
+const pipes: Destination[] = [];
 let flushTimer: NodeJS.Timeout | undefined;
 
 /** Write every file's buffered block at least every ACCESS_FLUSH_MS (the timer keeps no process up). */
@@ -86,8 +88,11 @@ function isoTimeByMs(): string {
  * nginx writes: to the page cache that costs less than a round trip to libuv's thread pool.
  */
 function destination(target: string): Destination {
-  if (target === "stdout") return pino.destination({ dest: 1, sync: false });
-  if (target === "stderr") return pino.destination({ dest: 2, sync: false });
+  if (target === "stdout" || target === "stderr") {
+    const stream = pino.destination({ dest: target === "stdout" ? 1 : 2, sync: false });
+    pipes.push(stream);
+    return stream;
+  }
   const stream = pino.destination({ dest: target, append: true, mkdir: true, sync: true });
   files.push({ path: target, stream });
   return stream;
@@ -107,9 +112,16 @@ function lineWriter(target: string): (line: string) => void {
   return (line) => blocks.write(line);
 }
 
-/** Write out what the file destinations of this process still buffer. */
+/** Write out what the destinations of this process still buffer (before it exits). */
 export function flushLogFiles(): Promise<void> {
   for (const f of files) f.blocks?.flush();
+  for (const pipe of pipes) {
+    try {
+      pipe.flushSync();
+    } catch {
+      // Not open yet, or the reader is gone (EPIPE): nothing more can be written there.
+    }
+  }
   return Promise.all(
     files.map(({ stream }) => new Promise<void>((resolve) => stream.flush(() => resolve()))),
   ).then(() => {});

@@ -146,9 +146,21 @@ export class ConnectionTracker {
     this.closeIdle(graceMs);
   }
 
-  /** Close every connection now (the shutdown timeout expired). */
-  closeAll(): void {
+  /**
+   * Close every connection now (the shutdown timeout expired); resolves once their `close`
+   * events ran (so what they log, such as a tunnel's access-log line, is written), or after
+   * `waitMs`.
+   */
+  closeAll(waitMs = 500): Promise<void> {
     for (const socket of this.connections) socket.destroy();
+    return new Promise((resolve) => {
+      const begun = performance.now();
+      const check = () => {
+        if (this.connections.size === 0 || performance.now() - begun >= waitMs) resolve();
+        else setTimeout(check, 5);
+      };
+      setImmediate(check);
+    });
   }
 
   private closeIdle(graceMs: number): void {

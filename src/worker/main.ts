@@ -118,8 +118,7 @@ class Worker {
         { inFlight: this.connections.inFlight, connections: this.connections.open },
         "shutdown timeout: closing the remaining connections",
       );
-      this.connections.closeAll();
-      void this.exit();
+      void this.connections.closeAll().then(() => this.exit());
     }, this.config.timeouts.shutdown).unref();
   }
 

@@ -379,7 +379,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       status,
       bytes,
       ms: round(performance.now() - this.started),
-      upstream: this.upstream,
+      upstream: this.upstream ?? this.tunnel?.peer,
       upstreamMs: this.headerMs === undefined ? undefined : round(this.headerMs),
       error: error?.code,
       reason: error?.message,

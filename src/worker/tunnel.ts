@@ -33,6 +33,20 @@ function hostPort(address: string): { host: string; port: number } {
 function ignore(): void {}
 
 /**
+ * `close` listeners the two pipelines add to one socket: 8 on the client's on Node 20 (eos
+ * for each pipeline, the destroyer, `pipe`'s unpipe-on-close), which has 3 to 5 already
+ * (Node's server, the connection tracker, the response; TLS adds its own). Past 10 Node
+ * prints a MaxListenersExceededWarning ("possible memory leak") for every tunnel.
+ */
+const PIPELINE_LISTENERS = 10;
+
+/** Raise `socket`'s listener cap by what the pipelines add (0 means no cap: left alone). */
+function allowPipelines(socket: Socket): void {
+  const max = socket.getMaxListeners();
+  if (max !== 0) socket.setMaxListeners(max + PIPELINE_LISTENERS);
+}
+
+/**
  * Send the upgrade request `x` to `peer` and, on `101`, join the client's socket to the
  * peer's. `headers` are the forwarded request headers (hop-by-hop ones already removed);
  * `head` is what the client sent after its request header.
@@ -93,6 +107,8 @@ export function openTunnel(
     ctx.connections.tunnelOpened(client);
     client.setTimeout(ctx.timeouts.tunnelIdle, () => client.destroy());
     // Either pipeline destroys both sockets on an error or a premature close.
+    allowPipelines(client);
+    allowPipelines(upstream);
     pipeline(client, upstream, ignore);
     pipeline(upstream, client, ignore);
   });
