@@ -32,9 +32,11 @@ import {
   httpsTable,
   linesPerPid,
   record,
+  resumedLines,
   scenarioTable,
   shares,
   summarize,
+  warnings,
   windowFigures,
 } from "./report.js";
 import { startTargets, targetList } from "./targets.js";
@@ -270,22 +272,33 @@ async function httpsPhase(scenarios, only, options, out) {
     notes.unshift(
       "certificate: one self-signed ECDSA P-256 (SHA-256) certificate, served by every target; TLS 1.2 and 1.3 allowed, HTTP/2 and HTTP/1.1 by ALPN, session tickets on (each target's default), 128 concurrent streams per HTTP/2 connection",
       `negotiated with Node's TLS client, and a second connection offering the first one's session: ${probes.join("; ")}`,
-      "(e): wrk keeps each connection's TLS session across its reconnects (SSL_clear) and offers it again, so against targets that resume sessions each request is a resumed handshake (TLS 1.3: PSK with a fresh X25519 exchange, no certificate signature), not a full one; wrk also polls handshaking sockets for writability, so it uses its CPU and the req/s are the load generator's limit more than the proxy's: compare req/s per CPU-second",
-      "(f): h2load prints no percentiles: the p50 column is empty and the summary gives its mean time per request",
+      "(e): wrk keeps each connection's TLS session across its reconnects (SSL_clear) and offers it again, so against targets that resume sessions each request is a resumed handshake (TLS 1.3: PSK with a fresh X25519 exchange, no certificate signature), not a full one (see the share nginx logged below the tables)",
+      "(f): h2load prints no percentiles: the p50 column is empty and the summary gives its mean time per request; a proxy CPU well under 1.00 there means CPU 1 (h2load and the backend) was the limit, which req/s per CPU-second allows for",
     );
     text += `\n\n${notes.map((n) => `- ${n}`).join("\n")}`;
     console.log(`${text}\n`);
     out.push(text);
     const summary = [];
     for (const scenario of runnable) {
+      const nginx = targets.find((t) => t.resumeLog);
+      const offset = nginx ? fileSize(nginx.resumeLog) : 0;
       const { windows } = await runScenario(scenario, targets, options);
       const rows = rowsOf(targets, windows);
       summary.push({ scenario, rows });
-      const table = `#### ${scenario.title}\n\n${scenarioTable(rows)}`;
+      let table = `#### ${scenario.title}\n\n${scenarioTable(rows)}`;
+      if (scenario.close && nginx) {
+        await sleep(500); // nginx's buffered access-log writes
+        const { lines, resumed } = resumedLines(nginx.resumeLog, offset);
+        const share = lines ? `${((100 * resumed) / lines).toFixed(1)}%` : "-";
+        const line = `nginx's access log ($ssl_session_reused) in (e), warm-up included: ${resumed.toLocaleString("en-US")} of ${lines.toLocaleString("en-US")} handshakes resumed (${share})`;
+        table += `\n\n${line}`;
+      }
       out.push(table);
       console.log(`${table}\n`);
     }
-    const table = `#### HTTPS summary: Portico (workers: 1) / nginx (1 worker), same run\n\n${httpsTable(summary)}`;
+    let table = `#### HTTPS summary: Portico (workers: 1) / nginx (1 worker), same run\n\n${httpsTable(summary)}`;
+    for (const t of targets.filter((t) => t.errorLog))
+      table += `\n\n${t.name}, its log at warn or above during the HTTPS scenarios: ${warnings(t.errorLog)}`;
     out.push(table);
     console.log(`${table}\n`);
   } finally {

@@ -155,6 +155,36 @@ export function linesPerPid(file, offset) {
   }
 }
 
+/** Of nginx's TLS access-log lines from byte `offset` on (ending in $ssl_session_reused): { lines, resumed }. */
+export function resumedLines(file, offset) {
+  const fd = openSync(file, "r");
+  try {
+    const size = fstatSync(fd).size;
+    const buf = Buffer.alloc(Math.max(0, size - offset));
+    readSync(fd, buf, 0, buf.length, offset);
+    const lines = buf.toString("utf8").split("\n").filter(Boolean);
+    return { lines: lines.length, resumed: lines.filter((l) => l.endsWith(" r")).length };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Portico's log lines at warn or above (pino levels: 40 warn, 50 error, 60 fatal) as `N x msg`, or "none". */
+export function warnings(lines) {
+  const counts = new Map();
+  for (const l of lines ?? []) {
+    if (!(l.level >= 40)) continue;
+    const key = `${l.level >= 50 ? "error" : "warn"}: ${l.msg}${l.err?.message ? ` (${l.err.message})` : l.code ? ` (${l.code})` : ""}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts.size === 0
+    ? "none"
+    : [...counts]
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, n]) => `${n} x ${k}`)
+        .join("; ");
+}
+
 /** `51% / 49%` for the workers `pids` (in decreasing order), from Map pid -> lines. */
 export function shares(pids, counts) {
   const total = [...counts.values()].reduce((a, b) => a + b, 0);

@@ -2,7 +2,8 @@
 // backend directly, Portico with `workers: 1` (pinned to the proxy CPU) and `workers: auto`
 // (not pinned), the minimal undici proxy, http-proxy, and nginx and HAProxy when installed.
 // Each target: { key, name, port, roots (PIDs whose process trees are its CPU), accessLog
-// (file of Portico's access log, when on), workers (Portico's worker PIDs), stop }.
+// (file of Portico's access log, when on), workers (Portico's worker PIDs), errorLog
+// (Portico's JSON log lines), resumeLog (nginx over TLS: its access log), stop }.
 // The HTTPS scenarios start their own instances (`tls` passed to `start`: { cert, key,
 // combined } files) of the targets that terminate TLS (`tls: true`: Portico with workers: 1,
 // nginx, HAProxy), once the plain scenarios are done, so a plain run is the same as before.
@@ -88,7 +89,9 @@ export function targetList({ only, tls = false } = {}) {
       tls: true,
       start: async ({ backend, dir, accessLog, proxyCpus, pin, tls }) => {
         const p = await startNginx({ dir, backendPort: backend.port, accessLog, cpus: proxyCpus, tls });
-        return { name: `nginx, 1 worker${pin}`, port: p.port, roots: [p.proc.pid], stop: p.stop };
+        // resumeLog: over TLS, its access log says which handshakes were resumed.
+        const resumeLog = tls ? p.accessFile : undefined;
+        return { name: `nginx, 1 worker${pin}`, port: p.port, roots: [p.proc.pid], resumeLog, stop: p.stop };
       },
     },
     HAPROXY && {
@@ -112,6 +115,7 @@ async function portico({ backend, dir, accessLog, workers, tag, cpus, name, tls 
     roots: [p.proc.pid],
     accessLog: accessLog ? join(dir, `portico-${tag}-access.log`) : undefined,
     workers: p.pids,
+    errorLog: p.lines, // its master's and workers' JSON log lines, for the warnings of a run
     stop: p.stop,
   };
 }

@@ -4,7 +4,8 @@
 // before the proxied path, and an access log to a file or off. With `tls` (the HTTPS
 // scenarios): TLS 1.2 and 1.3 with the run's certificate, HTTP/2 by ALPN, at most 128
 // concurrent streams (as Portico's bench config), session tickets on (nginx's default, as
-// Portico's). Run as the current user:
+// Portico's), and the access log's lines end with $ssl_session_reused (`r` or `.`), so the
+// benchmark can tell how many of the handshakes were resumed. Run as the current user:
 // `nginx -p DIR -c DIR/nginx.conf -e DIR/error.log -g 'daemon off; master_process on;'`.
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -49,7 +50,7 @@ pid ${join(dir, `${name}.pid`)};
 error_log ${join(dir, `${name}-error.log`)} warn;
 events { worker_connections 4096; }
 http {
-  access_log ${accessLog ? join(dir, `${name}-access.log`) : "off"};
+  ${accessLog && tls ? `log_format bench_tls '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $ssl_session_reused';\n  ` : ""}access_log ${accessLog ? `${join(dir, `${name}-access.log`)}${tls ? " bench_tls" : ""}` : "off"};
   client_body_temp_path ${join(dir, "client_body")};
   proxy_temp_path ${join(dir, "proxy")};
   fastcgi_temp_path ${join(dir, "fastcgi")};
@@ -104,7 +105,8 @@ export async function startNginx({ dir, backendPort, accessLog, cpus, tls }) {
   ];
   const proc = spawnTracked(NGINX, args, { cpus, stdio: ["ignore", "inherit", "inherit"] });
   await waitForPort(port, proc);
-  return { port, proc, stop: () => stop(proc) };
+  const accessFile = accessLog ? join(dir, `${name}-access.log`) : undefined;
+  return { port, proc, accessFile, stop: () => stop(proc) };
 }
 
 /** The OpenSSL nginx runs with: `3.0.19` from `running with OpenSSL 3.0.19 ...`, else the one it was built with. */

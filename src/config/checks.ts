@@ -347,7 +347,7 @@ function checkUpstreamServers(upstreams: Data, source: SourceDocument): ConfigIs
 }
 
 /** The reason part of a Node fs error: `ENOENT: no such file or directory, open 'x'` -> `no such file or directory`. */
-function fsReason(error: unknown): string {
+export function fsReason(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return /^[A-Z]+: ([^,]+)/.exec(message)?.[1] ?? message;
 }

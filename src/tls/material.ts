@@ -7,6 +7,7 @@
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
+import { fsReason } from "../config/checks.js";
 import type { Config, ConfigIssue, Server, SourcePosition } from "../config/types.js";
 import { autoCertificate } from "./auto.js";
 
@@ -43,12 +44,6 @@ const EXPIRY_WARNING_MS = 14 * 86_400_000;
 
 function issueAt(position: SourcePosition, message: string, severity: ConfigIssue["severity"] = "error") {
   return { file: position.file, line: position.line, col: position.col, message, severity };
-}
-
-/** `ENOENT: no such file or directory, open 'x'` -> `no such file or directory`. */
-function fsReason(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return /^[A-Z]+: ([^,]+)/.exec(message)?.[1] ?? message;
 }
 
 function readPem(what: string, file: string): { text: string } | { error: string } {
