@@ -305,6 +305,31 @@ function checkHttp2(http2: Data, source: SourceDocument): ConfigIssue[] {
   ];
 }
 
+/** `balance: hash` needs `hash`, and `hash` means nothing without it. */
+function checkBalance(upstreams: Data, source: SourceDocument): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  for (const [name, upstream] of Object.entries(upstreams)) {
+    if (!isRecord(upstream)) continue;
+    const path = ["upstreams", name];
+    if (upstream.balance === "hash" && upstream.hash === undefined) {
+      issues.push(
+        source.issue(
+          source.valueAt([...path, "balance"]),
+          "balance: hash needs to know what to hash on: add 'hash: { key: client_ip }' (or uri, header:NAME, cookie:NAME)",
+        ),
+      );
+    } else if (upstream.hash !== undefined && upstream.balance !== "hash") {
+      issues.push(
+        source.issue(
+          source.keyAt(path, "hash"),
+          `'hash' only applies with 'balance: hash' (this upstream balances with ${String(upstream.balance)}): write balance: hash, or remove it`,
+        ),
+      );
+    }
+  }
+  return issues;
+}
+
 /** Whether `key` is written in the YAML mapping at `path`, rather than filled in from a default. */
 function isWritten(source: SourceDocument, path: DataPath, key: string): boolean {
   // nodeAt stops at the deepest node that exists, so a missing key lands on the mapping itself.
@@ -467,7 +492,10 @@ export function semanticIssues(data: unknown, source: SourceDocument): ConfigIss
   issues.push(...checkServerCollisions(servers, source));
   issues.push(...checkTls(servers, source));
   if (isRecord(data.http2)) issues.push(...checkHttp2(data.http2, source));
-  if (isRecord(data.upstreams)) issues.push(...checkUpstreamServers(data.upstreams, source));
+  if (isRecord(data.upstreams)) {
+    issues.push(...checkUpstreamServers(data.upstreams, source));
+    issues.push(...checkBalance(data.upstreams, source));
+  }
   if (isRecord(data.dns)) issues.push(...checkDns(data.dns, source));
   return issues;
 }

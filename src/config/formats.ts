@@ -9,6 +9,7 @@ import { NAMESERVER_FORMS, nameserverProblem } from "../dns/index.js";
 import {
   isHostName,
   parseDuration,
+  parseHashKey,
   parseListenAddress,
   parseServiceName,
   parseSize,
@@ -59,6 +60,10 @@ export const valueFormats: Record<string, ValueFormat> = {
   size: {
     expected: "a size in bytes, or with a unit, e.g. 512k, 10m, 1g",
     check: (v) => errorOf(parseSize(v)),
+  },
+  "hash-key": {
+    expected: "client_ip, uri, header:NAME or cookie:NAME",
+    check: (v) => errorOf(parseHashKey(v)),
   },
   "tls-auto": {
     expected: "`auto` or a mapping with `certificates`",

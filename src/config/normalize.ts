@@ -9,6 +9,7 @@ import { availableParallelism } from "node:os";
 import { dirname, resolve } from "node:path";
 import type {
   AddressFamily,
+  BalancePolicy,
   Config,
   DnsConfig,
   HeaderEdits,
@@ -27,6 +28,7 @@ import type {
 import {
   type Parsed,
   parseDuration,
+  parseHashKey,
   parseListenAddress,
   parseServiceName,
   parseSize,
@@ -73,7 +75,8 @@ interface RawUpstreamServer {
   weight: number;
 }
 interface RawUpstream {
-  balance: "round_robin";
+  balance: BalancePolicy;
+  hash?: { key: string; bounded_load?: number };
   max_connections: number;
   servers: RawUpstreamServer[];
   dns?: { family?: AddressFamily; remove_after?: string };
@@ -245,6 +248,7 @@ function upstream(name: string, raw: RawUpstream, dns: DnsConfig, source: Source
   return {
     name,
     balance: raw.balance,
+    hash: raw.hash && { key: valid(parseHashKey(raw.hash.key)), boundedLoad: raw.hash.bounded_load },
     servers: raw.servers.map((server, i) =>
       upstreamServer(server, { file: source.file, ...source.valueAt(["upstreams", name, "servers", i]) }),
     ),

@@ -296,10 +296,30 @@ const upstreamSchema: JsonSchema = {
   properties: {
     balance: {
       description:
-        "Balancing policy: round_robin (smooth weighted round-robin, as nginx). Default: round_robin.",
+        "Balancing policy: round_robin (smooth weighted round-robin, as nginx), least_conn (fewest requests in flight for the weight), random_two (the better of two random peers), hash (consistent hashing on hash.key: a key keeps its peer), first (the first available peer in order: active/standby). Default: round_robin.",
       type: "string",
-      enum: ["round_robin"],
+      enum: ["round_robin", "least_conn", "random_two", "hash", "first"],
       default: "round_robin",
+    },
+    hash: {
+      description: "With balance: hash, what is hashed and how. Required with balance: hash.",
+      type: "object",
+      additionalProperties: false,
+      required: ["key"],
+      properties: {
+        key: {
+          description:
+            "What a request is hashed on: client_ip, uri (path and query), header:NAME or cookie:NAME. A request without the header or cookie hashes the empty string.",
+          type: "string",
+          format: "hash-key",
+        },
+        bounded_load: {
+          description:
+            "Consistent hashing with bounded loads: a peer with more than this factor times its fair share of the requests in flight is passed over for the key's next peer. A number >= 1 (1.25 is usual). Default: unbounded.",
+          type: "number",
+          minimum: 1,
+        },
+      },
     },
     max_connections: {
       description: "Most open connections to each peer, per worker process. Default: 256.",

@@ -151,11 +151,22 @@ export interface UpstreamDns {
   removeAfter: number;
 }
 
+/** What `balance: hash` hashes on. */
+export type HashKey =
+  | { kind: "client_ip" }
+  | { kind: "uri" }
+  | { kind: "header"; name: string }
+  | { kind: "cookie"; name: string };
+
+/** Balancing policies (one file each in src/upstream/balancers/). */
+export type BalancePolicy = "round_robin" | "least_conn" | "random_two" | "hash" | "first";
+
 /** A named group of peers that routes forward to. */
 export interface Upstream {
   name: string;
-  /** Balancing policy; only smooth weighted round-robin for now. */
-  balance: "round_robin";
+  balance: BalancePolicy;
+  /** With `balance: hash`: the key, and the bounded-load factor (>= 1) when set. */
+  hash: { key: HashKey; boundedLoad: number | undefined } | undefined;
   servers: UpstreamServer[];
   /** Cap on open connections per peer, per worker. */
   maxConnectionsPerPeer: number;

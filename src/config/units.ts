@@ -249,3 +249,28 @@ function parseListenHostPort(text: string): Parsed<HostPort> {
   }
   return { ok: false, error: `invalid listen address '${text}': '${host}' is not an IP address` };
 }
+
+/** Parses a `hash.key`: `client_ip`, `uri`, `header:NAME` or `cookie:NAME`. */
+export function parseHashKey(
+  input: string,
+): Parsed<
+  | { kind: "client_ip" }
+  | { kind: "uri" }
+  | { kind: "header"; name: string }
+  | { kind: "cookie"; name: string }
+> {
+  const text = input.trim();
+  if (text === "client_ip" || text === "uri") return { ok: true, value: { kind: text } };
+  const m = /^(header|cookie):([!#$%&'*+.^_`|~0-9A-Za-z-]+)$/.exec(text);
+  if (m) {
+    const kind = m[1] as "header" | "cookie";
+    return {
+      ok: true,
+      value: { kind, name: kind === "header" ? (m[2] as string).toLowerCase() : (m[2] as string) },
+    };
+  }
+  return {
+    ok: false,
+    error: `invalid hash key '${text}': write client_ip, uri, header:NAME or cookie:NAME (e.g. header:x-user-id)`,
+  };
+}

@@ -4,7 +4,7 @@
  * receives; every new table is applied as a diff (new peers get pools, departed peers stop
  * getting requests and close once their requests are done).
  */
-import type { Timeouts, Upstream } from "../config/types.js";
+import type { HashKey, Timeouts, Upstream } from "../config/types.js";
 import { type Balancer, createBalancer } from "./balancer.js";
 import { Peer } from "./peer.js";
 import { type PeerTable, upstreamPeers } from "./peer-table.js";
@@ -24,6 +24,8 @@ export class UpstreamGroup {
   /** Peers by ascending priority; only the first tier with a peer gets traffic. */
   private tiers: Peer[][] = [];
   private readonly balancer: Balancer;
+  /** With `balance: hash`: what a request's key is made of. */
+  readonly hashKey: HashKey | undefined;
   /** Why servers of this upstream have no peers (for the 503 body). */
   missing: string[] = [];
 
@@ -36,7 +38,8 @@ export class UpstreamGroup {
     this.name = upstream.name;
     this.upstream = upstream;
     this.timeouts = timeouts;
-    this.balancer = createBalancer(upstream.balance);
+    this.balancer = createBalancer(upstream);
+    this.hashKey = upstream.hash?.key;
     this.apply(table);
     const first = this.tiers[0] ?? [];
     for (let i = 0; i < slot % Math.max(1, first.length); i++) this.balancer.pick(first);
@@ -69,8 +72,10 @@ export class UpstreamGroup {
       this.peersByKey.set(spec.key, new Peer(spec, this.upstream.maxConnectionsPerPeer, this.timeouts));
       change.added.push(spec.key);
     }
+    // Tiers keep the config's order (and DNS's within a name): `first` relies on it.
     const byPriority = new Map<number, Peer[]>();
-    for (const peer of this.peersByKey.values()) {
+    for (const spec of wanted) {
+      const peer = this.peersByKey.get(spec.key) as Peer;
       const tier = byPriority.get(peer.priority) ?? [];
       tier.push(peer);
       byPriority.set(peer.priority, tier);
@@ -85,15 +90,15 @@ export class UpstreamGroup {
    * peer is available at all, any untried peer is tried anyway, as nginx does: a peer marked
    * down may be back, and refusing everything helps no one. Undefined when none is left.
    */
-  pick(tried?: ReadonlySet<Peer>): Peer | undefined {
+  pick(tried?: ReadonlySet<Peer>, key?: string): Peer | undefined {
     for (const tier of this.tiers) {
       const healthy = !tried && tier.every((p) => p.available);
       const candidates = healthy ? tier : tier.filter((p) => p.available && !tried?.has(p));
-      if (candidates.length > 0) return this.balancer.pick(candidates);
+      if (candidates.length > 0) return this.balancer.pick(candidates, key);
     }
     for (const tier of this.tiers) {
       const candidates = tried ? tier.filter((p) => !tried.has(p)) : tier;
-      if (candidates.length > 0) return this.balancer.pick(candidates);
+      if (candidates.length > 0) return this.balancer.pick(candidates, key);
     }
     return undefined;
   }

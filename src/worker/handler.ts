@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { type Readable, Transform } from "node:stream";
-import type { Route } from "../config/types.js";
+import type { HashKey, Route } from "../config/types.js";
 import { ProxyError } from "./errors.js";
 import { appendSet, type CompiledEdits, type HeaderList, upstreamRequestHeaders } from "./headers.js";
 import { type ClientRequest, Exchange, type HandlerContext } from "./proxy.js";
@@ -105,7 +105,9 @@ function serve(
   }
 
   const group = ctx.upstreams.get(action.upstream);
-  const peer = group?.pick();
+  const key = group?.hashKey ? hashKeyOf(group.hashKey, x, path, query) : undefined;
+  x.balanceKey = key;
+  const peer = group?.pick(undefined, key);
   if (!group || !peer) {
     const why = group?.missing.length ? `: ${group.missing.join("; ")}` : "";
     const message = `upstream '${action.upstream}' has no peer to send to${why}`;
@@ -147,6 +149,32 @@ function serve(
     return;
   }
   x.forward(group, peer, target, headers, body, matched.responseEdits);
+}
+
+/** The key `balance: hash` hashes for this request. */
+function hashKeyOf(spec: HashKey, x: Exchange, path: string, query: string): string {
+  switch (spec.kind) {
+    case "client_ip":
+      return x.remote;
+    case "uri":
+      return `${path}${query}`;
+    case "header": {
+      const value = x.req.headers[spec.name];
+      return Array.isArray(value) ? value.join(",") : (value ?? "");
+    }
+    case "cookie":
+      return cookieValue(x.req.headers.cookie, spec.name);
+  }
+}
+
+/** The value of cookie `name` in a Cookie header (RFC 6265 §4.2), "" when absent. */
+function cookieValue(header: string | undefined, name: string): string {
+  if (!header) return "";
+  for (const pair of header.split(";")) {
+    const eq = pair.indexOf("=");
+    if (eq > 0 && pair.slice(0, eq).trim() === name) return pair.slice(eq + 1).trim();
+  }
+  return "";
 }
 
 /** The whole body of a (small) request. */

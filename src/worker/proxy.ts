@@ -84,6 +84,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly res: ExchangeResponse;
   /** An HTTP/2 stream (compatibility API) rather than an HTTP/1.x request. */
   readonly h2: boolean;
+  /** The request's key for `balance: hash` (kept for a retry's pick). */
+  balanceKey: string | undefined;
   /** Set once the request became a WebSocket tunnel: the access log then says 101. */
   tunnel?: { bytes: () => number; peer: string };
   readonly requestId: string;
@@ -324,7 +326,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const tried = this.tried ?? new Set<Peer>();
     this.tried = tried;
     tried.add(failed);
-    const next = tried.size < MAX_TRIES ? this.group.pick(tried) : undefined;
+    const next = tried.size < MAX_TRIES ? this.group.pick(tried, this.balanceKey) : undefined;
     if (!next) return false;
     this.ctx.log.warn(
       { requestId: this.requestId, peer: failed.address, next: next.address },

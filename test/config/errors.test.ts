@@ -37,6 +37,44 @@ describe("operator-facing errors, with exact text and position", () => {
     ]);
   });
 
+  it("balance: hash without hash, hash without balance: hash, and a bad hash key", () => {
+    const server = ["servers:", "  - listen: 8080", "    routes: [{ path: /, upstream: a }]"];
+    expect(
+      problems(
+        "upstreams:",
+        "  a:",
+        "    balance: hash",
+        "    servers: [{ address: 10.0.0.5:80 }]",
+        ...server,
+      ),
+    ).toEqual([
+      "t.yaml:3:14: balance: hash needs to know what to hash on: add 'hash: { key: client_ip }' (or uri, header:NAME, cookie:NAME)",
+    ]);
+    expect(
+      problems(
+        "upstreams:",
+        "  a:",
+        "    hash: { key: uri }",
+        "    servers: [{ address: 10.0.0.5:80 }]",
+        ...server,
+      ),
+    ).toEqual([
+      "t.yaml:3:5: 'hash' only applies with 'balance: hash' (this upstream balances with round_robin): write balance: hash, or remove it",
+    ]);
+    expect(
+      problems(
+        "upstreams:",
+        "  a:",
+        "    balance: hash",
+        "    hash: { key: ip }",
+        "    servers: [{ address: 10.0.0.5:80 }]",
+        ...server,
+      ),
+    ).toEqual([
+      "t.yaml:4:18: invalid hash key 'ip': write client_ip, uri, header:NAME or cookie:NAME (e.g. header:x-user-id)",
+    ]);
+  });
+
   it("undefined upstream: points at the value and suggests the nearest", () => {
     expect(
       problems(

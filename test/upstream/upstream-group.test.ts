@@ -22,6 +22,7 @@ function upstream(servers: Upstream["servers"]): Upstream {
   return {
     name: "api",
     balance: "round_robin",
+    hash: undefined,
     servers,
     maxConnectionsPerPeer: 4,
     dns: { family: "ipv4", removeAfter: 1000 },
