@@ -76,6 +76,9 @@ interface RawUpstreamServer {
 }
 interface RawUpstream {
   balance: BalancePolicy;
+  tries: number;
+  retry_on: Upstream["retryOn"];
+  try_timeout: string;
   hash?: { key: string; bounded_load?: number };
   max_connections: number;
   servers: RawUpstreamServer[];
@@ -253,6 +256,9 @@ function upstream(name: string, raw: RawUpstream, dns: DnsConfig, source: Source
       upstreamServer(server, { file: source.file, ...source.valueAt(["upstreams", name, "servers", i]) }),
     ),
     maxConnectionsPerPeer: raw.max_connections,
+    tries: raw.tries,
+    retryOn: raw.retry_on,
+    tryTimeout: ms(raw.try_timeout),
     dns: {
       family: raw.dns?.family ?? dns.family,
       removeAfter: raw.dns?.remove_after === undefined ? dns.removeAfter : ms(raw.dns.remove_after),

@@ -327,6 +327,26 @@ const upstreamSchema: JsonSchema = {
       minimum: 1,
       default: 256,
     },
+    tries: {
+      description:
+        "Most peers one request is sent to, the first included (nginx's proxy_next_upstream_tries). A connection that cannot be made always goes to the next peer; a request that reached its peer only as retry_on allows. Retries are also held to 20% of a worker's requests (plus 3 per 10 s) while peers fail. Default: 3.",
+      type: "integer",
+      minimum: 1,
+      maximum: 10,
+      default: 3,
+    },
+    retry_on: {
+      description:
+        "What sends a request that reached its peer to the next one: error (the connection was reset or the answer was invalid), timeout (no response header within upstream_header), 502, 503, 504. Only for idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) without a request body, and only before any byte of the answer went to the client. Default: [error, timeout].",
+      type: "array",
+      uniqueItems: true,
+      items: { enum: ["error", "timeout", 502, 503, 504] },
+      default: ["error", "timeout"],
+    },
+    try_timeout: duration(
+      "From the first try, how long a request may still be sent to another peer (nginx's proxy_next_upstream_timeout); 0s = no limit.",
+      "0s",
+    ),
     servers: {
       description: "The peers of this upstream: addresses and SRV names. At least one.",
       type: "array",

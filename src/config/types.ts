@@ -170,6 +170,16 @@ export interface Upstream {
   servers: UpstreamServer[];
   /** Cap on open connections per peer, per worker. */
   maxConnectionsPerPeer: number;
+  /** Most peers one request is sent to, the first included (nginx proxy_next_upstream_tries). */
+  tries: number;
+  /**
+   * What sends a request that reached its peer to the next one (idempotent methods without a
+   * body only): `error` (reset, invalid answer), `timeout`, or those statuses. A connection
+   * that could not be made always goes to the next peer.
+   */
+  retryOn: Array<"error" | "timeout" | 502 | 503 | 504>;
+  /** From the first try, how long a request may still go to another peer; 0 = no limit. */
+  tryTimeout: number;
   dns: UpstreamDns;
 }
 

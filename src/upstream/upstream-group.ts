@@ -18,7 +18,7 @@ export interface PeerChange {
 /** One upstream's peers and balancer, in one worker. */
 export class UpstreamGroup {
   readonly name: string;
-  private readonly upstream: Upstream;
+  readonly upstream: Upstream;
   private readonly timeouts: Timeouts;
   private readonly peersByKey = new Map<string, Peer>();
   /** Peers by ascending priority; only the first tier with a peer gets traffic. */

@@ -18,6 +18,7 @@ import type { PeerTable } from "../upstream/peer-table.js";
 import { UpstreamGroup } from "../upstream/upstream-group.js";
 import { ConnectionTracker } from "./connections.js";
 import { ListenError, type Listener, openListeners } from "./listeners.js";
+import { RetryBudget } from "./retry-budget.js";
 
 function send(message: WorkerToMaster): void {
   process.send?.(message);
@@ -78,6 +79,7 @@ class Worker {
           connections: this.connections,
           isDraining: () => this.draining,
           timeouts: this.config.timeouts,
+          retries: new RetryBudget(),
         },
         { tls: this.tls, ticketKey: this.ticketKey },
         this.listeners,

@@ -24,6 +24,7 @@ import type { ConnectionTracker } from "./connections.js";
 import { classifyUpstreamError, ProxyError } from "./errors.js";
 import { appendSet, type CompiledEdits, copyHeaders, type HeaderList } from "./headers.js";
 import { requestIdFor } from "./request-id.js";
+import { RETRY_BUDGET_PERCENT, type RetryBudget } from "./retry-budget.js";
 
 /** What every request of a worker shares. */
 export interface HandlerContext {
@@ -37,13 +38,21 @@ export interface HandlerContext {
   /** True once the worker drains: responses carry `Connection: close`. */
   isDraining: () => boolean;
   timeouts: Timeouts;
+  /** Bounds the retries of this worker (RetryBudget). */
+  retries: RetryBudget;
 }
 
 /** nginx's `fail_timeout`: a peer that refused a connection is skipped this long (per worker). */
 export const PEER_FAIL_TIMEOUT_MS = 10_000;
 
-/** Most peers one request is sent to when they cannot be reached (nginx proxy_next_upstream_tries). */
-const MAX_TRIES = 3;
+/** Methods a request may be sent twice with (RFC 9110 §9.2.2), when it has no body. */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/** An error that means nothing reached the peer: safe to send elsewhere, whatever the method. */
+function nothingSent(error: ProxyError): boolean {
+  if (error.code === "PRT_ERR_UPSTREAM_CONNECT") return true;
+  return (error.cause as { code?: string } | undefined)?.code === "UND_ERR_CONNECT_TIMEOUT";
+}
 
 /**
  * How much of a response may wait in a worker for a slow client before the upstream is
@@ -84,6 +93,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly res: ExchangeResponse;
   /** An HTTP/2 stream (compatibility API) rather than an HTTP/1.x request. */
   readonly h2: boolean;
+  /** Controllers of responses dropped for a retry (a 502-504 that retry_on lists). */
+  private abandoned?: WeakSet<Dispatcher.DispatchController>;
   /** The request's key for `balance: hash` (kept for a retry's pick). */
   balanceKey: string | undefined;
   /** Set once the request became a WebSocket tunnel: the access log then says 101. */
@@ -204,6 +215,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   ): void {
     this.group = group;
     this.responseEdits = responseEdits;
+    this.ctx.retries.deposit();
     this.options = {
       method: (this.req.method ?? "GET") as Dispatcher.HttpMethod,
       path,
@@ -243,6 +255,18 @@ export class Exchange implements Dispatcher.DispatchHandler {
     statusMessage?: string,
   ): void {
     if (statusCode < 200) return; // 1xx informational: Node answers 100-continue itself
+    if (this.abandoned?.has(controller)) return;
+    if (statusCode >= 502 && statusCode <= 504 && this.group?.upstream.retryOn.includes(statusCode as 502)) {
+      const peer = this.peer as Peer;
+      const error = new ProxyError("PRT_ERR_UPSTREAM_RESET", `${peer.address} answered ${statusCode}`);
+      if (this.mayRetryAfterSend() && this.retry(peer, error)) {
+        // Its answer is dropped: the abort's onResponseError carries this old controller.
+        this.abandoned ??= new WeakSet();
+        this.abandoned.add(controller);
+        controller.abort(error);
+        return;
+      }
+    }
     this.headerMs = performance.now() - this.dispatchedAt;
     const res = this.res;
     if (this.gone) return;
@@ -258,6 +282,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.abandoned?.has(controller)) return;
     this.bytes += chunk.length;
     if (!this.res.write(chunk) && this.res.writableLength >= RESPONSE_BUFFER_BYTES) {
       controller.pause();
@@ -268,22 +293,32 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(controller: Dispatcher.DispatchController): void {
+    if (this.abandoned?.has(controller)) return;
     this.res.end();
     this.releasePeer();
     this.log(this.res.statusCode, this.bytes, undefined);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onResponseError(controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    // A response dropped for a retry (see onResponseStart) ends here too: not ours any more.
+    if (controller && this.abandoned?.has(controller)) return;
     const res = this.res;
     const peer = this.peer as Peer;
     // The client leaving first makes the body stream or the socket fail too: report that as 499.
     const error =
       this.gone && !res.writableFinished ? clientGone(err) : classifyUpstreamError(err, peer.address);
-    if (error.code === "PRT_ERR_UPSTREAM_CONNECT") {
-      peer.markFailed(PEER_FAIL_TIMEOUT_MS);
-      // Nothing reached the peer: another one may take the request (nginx proxy_next_upstream error).
-      if (!res.headersSent && !this.gone && this.retry(peer, error)) return;
+    if (!res.headersSent && !this.gone && error.code !== "PRT_ERR_CLIENT_GONE") {
+      const unsent = nothingSent(error);
+      if (unsent) peer.markFailed(PEER_FAIL_TIMEOUT_MS);
+      // Nothing reached the peer: another one may take the request, whatever its method
+      // (nginx proxy_next_upstream error). Once sent, only what retry_on allows.
+      const on = this.group?.upstream.retryOn ?? [];
+      const allowed = unsent
+        ? this.bodyReplayable()
+        : this.mayRetryAfterSend() &&
+          (error.code === "PRT_ERR_UPSTREAM_TIMEOUT" ? on.includes("timeout") : on.includes("error"));
+      if (allowed && this.retry(peer, error)) return;
     }
     this.releasePeer();
     if (error.code === "PRT_ERR_CLIENT_GONE") {
@@ -317,17 +352,44 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.ctx.connections.requestEnded(this.socket);
   }
 
+  /** A request that reached its peer may be sent again only when idempotent and without a body. */
+  private mayRetryAfterSend(): boolean {
+    return this.options?.body === null && IDEMPOTENT.has(this.options.method);
+  }
+
+  /** A body not read yet (or read whole into memory) can go to another peer. */
+  private bodyReplayable(): boolean {
+    const body = this.options?.body;
+    if (body === null || body === undefined || Buffer.isBuffer(body)) return true;
+    return !(body as { readableDidRead?: boolean }).readableDidRead;
+  }
+
   /**
-   * A request without a body can go to another peer when one cannot be reached (at most
-   * MAX_TRIES peers); with a body, the body stream may already be partly consumed.
+   * Send the request to another peer of the group, not one it was sent to already: at most
+   * `tries` peers in all, within `try_timeout` of the first, while the worker's retry budget
+   * lasts. False when none of that allows it.
    */
   private retry(failed: Peer, error: ProxyError): boolean {
-    if (this.options?.body !== null || !this.group) return false;
+    const group = this.group;
+    if (!group) return false;
     const tried = this.tried ?? new Set<Peer>();
     this.tried = tried;
     tried.add(failed);
-    const next = tried.size < MAX_TRIES ? this.group.pick(tried, this.balanceKey) : undefined;
+    const { tries, tryTimeout } = group.upstream;
+    if (tried.size >= tries) return false;
+    if (tryTimeout > 0 && performance.now() - this.started >= tryTimeout) return false;
+    const next = group.pick(tried, this.balanceKey);
     if (!next) return false;
+    const budget = this.ctx.retries;
+    if (!budget.withdraw()) {
+      if (budget.takeReport()) {
+        this.ctx.log.warn(
+          { requestId: this.requestId, peer: failed.address, refusedRetries: budget.exhausted },
+          `${error.message}; not retried: this worker's retry budget is spent (retries are held to ${RETRY_BUDGET_PERCENT}% of requests while peers fail; said once per 10 s)`,
+        );
+      }
+      return false;
+    }
     this.ctx.log.warn(
       { requestId: this.requestId, peer: failed.address, next: next.address },
       `${error.message}; trying the next peer`,

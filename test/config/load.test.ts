@@ -113,6 +113,10 @@ describe("defaults", () => {
     expect(config?.upstreams.api).toEqual({
       name: "api",
       balance: "round_robin",
+      hash: undefined,
+      tries: 3,
+      retryOn: ["error", "timeout"],
+      tryTimeout: 0,
       servers: [
         {
           kind: "address",
