@@ -305,7 +305,10 @@ function checkHttp2(http2: Data, source: SourceDocument): ConfigIssue[] {
   ];
 }
 
-/** `balance: hash` needs `hash`, and `hash` means nothing without it. */
+/**
+ * Upstream policies: `balance: hash` needs `hash`, and `hash` means nothing without it; a
+ * health check's body regex compiles, and its interval and timeout are not 0.
+ */
 function checkBalance(upstreams: Data, source: SourceDocument): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   for (const [name, upstream] of Object.entries(upstreams)) {
@@ -318,7 +321,32 @@ function checkBalance(upstreams: Data, source: SourceDocument): ConfigIssue[] {
           "balance: hash needs to know what to hash on: add 'hash: { key: client_ip }' (or uri, header:NAME, cookie:NAME)",
         ),
       );
-    } else if (upstream.hash !== undefined && upstream.balance !== "hash") {
+    }
+    const health = upstream.health;
+    if (isRecord(health) && typeof health.body === "string") {
+      try {
+        new RegExp(health.body);
+      } catch (error) {
+        issues.push(
+          source.issue(
+            source.valueAt([...path, "health", "body"]),
+            `health.body is not a valid regular expression: ${(error as Error).message}`,
+          ),
+        );
+      }
+    }
+    if (isRecord(health)) {
+      for (const key of ["interval", "timeout"]) {
+        const value = health[key];
+        const parsed = typeof value === "string" ? parseDuration(value) : undefined;
+        if (parsed?.ok && parsed.value === 0) {
+          issues.push(
+            source.issue(source.valueAt([...path, "health", key]), `health.${key} must be greater than 0`),
+          );
+        }
+      }
+    }
+    if (upstream.hash !== undefined && upstream.balance !== "hash") {
       issues.push(
         source.issue(
           source.keyAt(path, "hash"),

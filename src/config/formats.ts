@@ -13,6 +13,7 @@ import {
   parseListenAddress,
   parseServiceName,
   parseSize,
+  parseStatusRange,
   parseUpstreamAddress,
 } from "./units.js";
 
@@ -60,6 +61,10 @@ export const valueFormats: Record<string, ValueFormat> = {
   size: {
     expected: "a size in bytes, or with a unit, e.g. 512k, 10m, 1g",
     check: (v) => errorOf(parseSize(v)),
+  },
+  "status-range": {
+    expected: 'a status code or a range ("200-399")',
+    check: (v) => errorOf(parseStatusRange(v)),
   },
   "hash-key": {
     expected: "client_ip, uri, header:NAME or cookie:NAME",

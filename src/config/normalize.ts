@@ -32,6 +32,7 @@ import {
   parseListenAddress,
   parseServiceName,
   parseSize,
+  parseStatusRange,
   parseUpstreamAddress,
 } from "./units.js";
 import type { DataPath, SourceDocument } from "./yaml-source.js";
@@ -79,6 +80,22 @@ interface RawUpstream {
   tries: number;
   retry_on: Upstream["retryOn"];
   try_timeout: string;
+  health?: {
+    path: string;
+    method: "GET" | "HEAD";
+    host?: string;
+    port?: number;
+    interval: string;
+    jitter: string;
+    timeout: string;
+    rise: number;
+    fall: number;
+    status: Array<string | number>;
+    body?: string;
+    new_peers: "checked_first" | "trusted";
+  };
+  panic_threshold: number;
+  on_all_down: "panic" | "fail";
   hash?: { key: string; bounded_load?: number };
   max_connections: number;
   servers: RawUpstreamServer[];
@@ -259,6 +276,22 @@ function upstream(name: string, raw: RawUpstream, dns: DnsConfig, source: Source
     tries: raw.tries,
     retryOn: raw.retry_on,
     tryTimeout: ms(raw.try_timeout),
+    health: raw.health && {
+      path: raw.health.path,
+      method: raw.health.method,
+      host: raw.health.host,
+      port: raw.health.port,
+      interval: ms(raw.health.interval),
+      jitter: ms(raw.health.jitter),
+      timeout: ms(raw.health.timeout),
+      rise: raw.health.rise,
+      fall: raw.health.fall,
+      status: raw.health.status.map((s) => valid(parseStatusRange(s))),
+      body: raw.health.body,
+      newPeers: raw.health.new_peers,
+    },
+    panicThreshold: raw.panic_threshold / 100,
+    onAllDown: raw.on_all_down,
     dns: {
       family: raw.dns?.family ?? dns.family,
       removeAfter: raw.dns?.remove_after === undefined ? dns.removeAfter : ms(raw.dns.remove_after),

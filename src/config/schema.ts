@@ -343,6 +343,87 @@ const upstreamSchema: JsonSchema = {
       items: { enum: ["error", "timeout", 502, 503, 504] },
       default: ["error", "timeout"],
     },
+    health: {
+      description:
+        "Active health checks, made by the master (once per peer and interval, whatever the number of workers) on every peer: written as an IP, found by A/AAAA or by SRV. A peer down gets no traffic until it passes `rise` checks again. Default: no active checks.",
+      type: "object",
+      additionalProperties: false,
+      required: ["path"],
+      properties: {
+        path: {
+          description: "Path (and query) to request, e.g. /healthz. Required.",
+          type: "string",
+          format: "path-prefix",
+        },
+        method: {
+          description: "GET or HEAD. Default: GET.",
+          type: "string",
+          enum: ["GET", "HEAD"],
+          default: "GET",
+        },
+        host: {
+          description: "Host header of the check. Default: the peer's address.",
+          type: "string",
+          minLength: 1,
+        },
+        port: {
+          description: "Port to check instead of the peer's own. Default: the peer's port.",
+          type: "integer",
+          minimum: 1,
+          maximum: 65535,
+        },
+        interval: duration("Time between two checks of a peer.", "5s"),
+        jitter: duration("Up to this much is added at random to each interval.", "0s"),
+        timeout: duration("A check with no complete answer within this fails.", "2s"),
+        rise: {
+          description: "Consecutive passed checks that bring a down peer back. Default: 2.",
+          type: "integer",
+          minimum: 1,
+          default: 2,
+        },
+        fall: {
+          description: "Consecutive failed checks that take a peer down. Default: 3.",
+          type: "integer",
+          minimum: 1,
+          default: 3,
+        },
+        status: {
+          description: 'Statuses that pass: codes or ranges ("200-399"). Default: ["200-399"].',
+          type: "array",
+          minItems: 1,
+          items: { type: ["integer", "string"], format: "status-range", minimum: 100, maximum: 599 },
+          default: ["200-399"],
+        },
+        body: {
+          description:
+            "A regular expression the body (its first 64 KiB) must match to pass. Default: any body.",
+          type: "string",
+          minLength: 1,
+        },
+        new_peers: {
+          description:
+            "checked_first: a peer (at start, or added by DNS or a reload) gets traffic only once a check passed; trusted: at once. Default: checked_first.",
+          type: "string",
+          enum: ["checked_first", "trusted"],
+          default: "checked_first",
+        },
+      },
+    },
+    panic_threshold: {
+      description:
+        "When fewer than this percentage of the peers are available, traffic is spread over all of them (Envoy's panic mode): better some errors than all the load on the few left. 0 turns it off. Default: 50.",
+      type: "integer",
+      minimum: 0,
+      maximum: 100,
+      default: 50,
+    },
+    on_all_down: {
+      description:
+        "When no peer is available: panic sends to them anyway (one may be back), fail answers 503. Default: panic.",
+      type: "string",
+      enum: ["panic", "fail"],
+      default: "panic",
+    },
     try_timeout: duration(
       "From the first try, how long a request may still be sent to another peer (nginx's proxy_next_upstream_timeout); 0s = no limit.",
       "0s",

@@ -158,6 +158,30 @@ export type HashKey =
   | { kind: "header"; name: string }
   | { kind: "cookie"; name: string };
 
+/** Active health checks of an upstream's peers, run by the master. Durations in ms. */
+export interface HealthCheck {
+  path: string;
+  method: "GET" | "HEAD";
+  /** Host header; undefined = the peer's address. */
+  host: string | undefined;
+  /** Port to check; undefined = the peer's own. */
+  port: number | undefined;
+  interval: number;
+  /** Up to this much is added at random to each interval, so checks do not bunch up. */
+  jitter: number;
+  timeout: number;
+  /** Consecutive passes that bring a down peer back. */
+  rise: number;
+  /** Consecutive failures that take an up peer down. */
+  fall: number;
+  /** Statuses that pass, as inclusive ranges. */
+  status: Array<[number, number]>;
+  /** A regex source the body must match (first 64 KiB), when set. */
+  body: string | undefined;
+  /** `checked_first`: a new peer gets traffic only once a check passed; `trusted`: at once. */
+  newPeers: "checked_first" | "trusted";
+}
+
 /** Balancing policies (one file each in src/upstream/balancers/). */
 export type BalancePolicy = "round_robin" | "least_conn" | "random_two" | "hash" | "first";
 
@@ -180,6 +204,11 @@ export interface Upstream {
   retryOn: Array<"error" | "timeout" | 502 | 503 | 504>;
   /** From the first try, how long a request may still go to another peer; 0 = no limit. */
   tryTimeout: number;
+  health: HealthCheck | undefined;
+  /** Below this share of available peers (0-1), traffic is spread over all of them (Envoy's panic mode). */
+  panicThreshold: number;
+  /** With no peer available: `panic` sends to them anyway, `fail` answers 503. */
+  onAllDown: "panic" | "fail";
   dns: UpstreamDns;
 }
 

@@ -274,3 +274,18 @@ export function parseHashKey(
     error: `invalid hash key '${text}': write client_ip, uri, header:NAME or cookie:NAME (e.g. header:x-user-id)`,
   };
 }
+
+/** Parses a health-check status: a code (`200`) or an inclusive range (`"200-399"`). */
+export function parseStatusRange(input: string | number): Parsed<[number, number]> {
+  const text = String(input).trim();
+  const m = /^([1-5]\d\d)(?:\s*-\s*([1-5]\d\d))?$/.exec(text);
+  if (!m)
+    return {
+      ok: false,
+      error: `invalid status '${text}': write a code (200) or a range ("200-399"), 100-599`,
+    };
+  const lo = Number(m[1]);
+  const hi = m[2] === undefined ? lo : Number(m[2]);
+  if (hi < lo) return { ok: false, error: `invalid status range '${text}': ${hi} is below ${lo}` };
+  return { ok: true, value: [lo, hi] };
+}

@@ -14,6 +14,8 @@ import { createLogger, type Logger, reopenLogFiles } from "../observability/logg
 import { prepareTls, type TlsMaterial } from "../tls/material.js";
 import { TicketKeys } from "../tls/ticket-keys.js";
 import { Discovery } from "../upstream/discovery.js";
+import { HealthChecker } from "../upstream/health.js";
+import type { PeerTable } from "../upstream/peer-table.js";
 import { Generation, listenHint } from "./generation.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
 
@@ -21,6 +23,8 @@ import { removePidFile, writePidFile } from "./pid-file.js";
 const KILL_GRACE_MS = 5_000;
 /** How long a start or reload waits for new upstream names to resolve before forking anyway. */
 const DNS_SETTLE_MS = 3_000;
+/** How long a start or reload waits for the first health check of new peers. */
+const HEALTH_SETTLE_MS = 3_000;
 
 /** How a new generation's start ended. */
 type StartOutcome = { ok: true; bound: BoundAddress[] } | { ok: false; reason: string };
@@ -65,6 +69,10 @@ class Master {
   private resolveExit?: (code: number) => void;
   /** DNS discovery of upstream peers: once per proxy instance, pushed to every worker. */
   private readonly discovery: Discovery;
+  /** Active health checks of upstream peers: once per instance, the verdicts pushed to every worker. */
+  private readonly health: HealthChecker;
+  /** The configs discovery and health checks follow (live generations, and one starting). */
+  private trackedConfigs: Config[] = [];
   /** TLS session ticket key shared by every worker of every generation. */
   private readonly ticketKeys = new TicketKeys();
 
@@ -73,16 +81,37 @@ class Master {
     this.config = config;
     this.log = createLogger(config.log.error, config.log.level, { role: "master" });
     this.discovery = new Discovery(config.dns, this.log);
-    this.discovery.on("change", (table) => {
-      for (const generation of [...this.generations(), ...(this.starting ? [this.starting] : [])]) {
-        generation.broadcast({ type: "peers", table });
-      }
+    this.health = new HealthChecker(this.log);
+    this.discovery.on("change", () => {
+      // New or departed peers are checked (or forgotten) before workers hear of them.
+      this.health.update(this.trackedConfigs, this.discovery.table);
+      this.broadcastPeers();
     });
+    this.health.on("change", () => this.broadcastPeers());
     this.ticketKeys.on("rotated", (key: string) => {
       for (const generation of [...this.generations(), ...(this.starting ? [this.starting] : [])]) {
         generation.broadcast({ type: "ticket-key", key });
       }
     });
+  }
+
+  /** What workers route on: DNS's peers, with the peers health checks took out. */
+  private peerTable(): PeerTable {
+    return { ...this.discovery.table, down: this.health.down() };
+  }
+
+  private broadcastPeers(): void {
+    const table = this.peerTable();
+    for (const generation of [...this.generations(), ...(this.starting ? [this.starting] : [])]) {
+      generation.broadcast({ type: "peers", table });
+    }
+  }
+
+  /** Point discovery and health checks at `configs`. */
+  private track(configs: Config[]): void {
+    this.trackedConfigs = configs;
+    this.discovery.setConfigs(configs);
+    this.health.update(configs, this.discovery.table);
   }
 
   /**
@@ -115,12 +144,14 @@ class Master {
   private async discover(next?: Config): Promise<void> {
     const configs = this.generations().map((g) => g.config);
     if (next) configs.push(next);
-    this.discovery.setConfigs(configs);
+    this.track(configs);
     if (!(await this.discovery.settled(DNS_SETTLE_MS))) {
       this.log.warn(
         `DNS: some upstream names are still resolving after ${DNS_SETTLE_MS} ms; starting workers anyway (those upstreams answer 503 until they resolve)`,
       );
     }
+    // checked_first peers get their first check before the workers start routing to them.
+    await this.health.settled(HEALTH_SETTLE_MS);
   }
 
   /** Start the first generation; resolves with the exit code once the master stops. */
@@ -203,7 +234,7 @@ class Master {
       config,
       this.instanceId,
       this.log,
-      () => this.discovery.table,
+      () => this.peerTable(),
       { material: tls, ticketKey: () => this.ticketKeys.current },
     );
     generation.on("listen-error", (err: ListenErrorMessage) =>
@@ -313,7 +344,7 @@ class Master {
     generation.once("empty", () => {
       clearTimeout(killer);
       this.retiring.delete(generation);
-      if (!this.stopping) this.discovery.setConfigs(this.generations().map((g) => g.config));
+      if (!this.stopping) this.track(this.generations().map((g) => g.config));
       this.log.info(
         { generation: generation.number, reason, drainMs: Math.round(performance.now() - begun) },
         "generation drained",
@@ -329,6 +360,7 @@ class Master {
     if (old.log.error !== config.log.error || old.log.level !== config.log.level) {
       this.log = createLogger(config.log.error, config.log.level, { role: "master" });
       this.discovery.setLogger(this.log);
+      this.health.setLogger(this.log);
     }
     if (old.pidFile !== config.pidFile) {
       try {
@@ -394,6 +426,7 @@ class Master {
 
   private exit(code: number): void {
     void this.discovery.stop();
+    this.health.stop();
     this.ticketKeys.stop();
     removePidFile(this.config.pidFile, process.pid);
     this.log.info({ code }, "portico stopped");

@@ -37,6 +37,8 @@ export interface PeerTable {
   version: number;
   names: Record<string, ResolvedName>;
   services: Record<string, ResolvedService>;
+  /** Peers (`ip:port`) active health checks took out, by upstream name (added by the master). */
+  down?: Record<string, string[]>;
 }
 
 /** Table key of a name resolved for a family. */

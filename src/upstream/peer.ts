@@ -23,6 +23,8 @@ export class Peer {
    * skipped because a connection to it failed. Per worker, from real traffic.
    */
   failedUntil = 0;
+  /** The master's active health checks took this peer out (down, or not checked yet). */
+  checkedDown = false;
 
   constructor(spec: PeerSpec, maxConnections: number, timeouts: Timeouts) {
     this.address = spec.key;
@@ -43,6 +45,7 @@ export class Peer {
 
   /** Whether the balancer may choose this peer now (a healthy peer costs no clock read). */
   get available(): boolean {
+    if (this.checkedDown) return false;
     if (this.failedUntil === 0) return true;
     if (Date.now() < this.failedUntil) return false;
     this.failedUntil = 0;

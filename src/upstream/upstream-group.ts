@@ -15,6 +15,8 @@ export interface PeerChange {
   removed: string[];
 }
 
+type PanicState = "normal" | "panic" | "all-down-panic" | "all-down-fail";
+
 /** One upstream's peers and balancer, in one worker. */
 export class UpstreamGroup {
   readonly name: string;
@@ -28,14 +30,24 @@ export class UpstreamGroup {
   readonly hashKey: HashKey | undefined;
   /** Why servers of this upstream have no peers (for the 503 body). */
   missing: string[] = [];
+  private panicState?: PanicState;
+  /** Where panic-mode changes are reported (the worker's log, at warn). */
+  private readonly log?: (message: string) => void;
 
   /**
    * @param slot the worker's slot: each worker starts its rotation that many picks further
    *   on, so N fresh workers send their first requests to N different peers instead of all
    *   to the first one.
    */
-  constructor(upstream: Upstream, timeouts: Timeouts, table: PeerTable, slot = 0) {
+  constructor(
+    upstream: Upstream,
+    timeouts: Timeouts,
+    table: PeerTable,
+    slot = 0,
+    log?: (message: string) => void,
+  ) {
     this.name = upstream.name;
+    this.log = log;
     this.upstream = upstream;
     this.timeouts = timeouts;
     this.balancer = createBalancer(upstream);
@@ -54,6 +66,7 @@ export class UpstreamGroup {
   apply(table: PeerTable): PeerChange {
     const { peers: wanted, missing } = upstreamPeers(this.upstream, table);
     this.missing = missing;
+    const down = new Set(table.down?.[this.name] ?? []);
     const change: PeerChange = { added: [], removed: [] };
     const keep = new Set(wanted.map((p) => p.key));
     for (const [key, peer] of this.peersByKey) {
@@ -67,9 +80,15 @@ export class UpstreamGroup {
       if (peer) {
         peer.weight = spec.weight;
         peer.priority = spec.priority;
+        const isDown = down.has(spec.key);
+        // Back up by its checks: the passive skip of a failed connect is over too.
+        if (peer.checkedDown && !isDown) peer.failedUntil = 0;
+        peer.checkedDown = isDown;
         continue;
       }
-      this.peersByKey.set(spec.key, new Peer(spec, this.upstream.maxConnectionsPerPeer, this.timeouts));
+      const added = new Peer(spec, this.upstream.maxConnectionsPerPeer, this.timeouts);
+      added.checkedDown = down.has(spec.key);
+      this.peersByKey.set(spec.key, added);
       change.added.push(spec.key);
     }
     // Tiers keep the config's order (and DNS's within a name): `first` relies on it.
@@ -86,21 +105,67 @@ export class UpstreamGroup {
 
   /**
    * The peer for the next request: from the lowest-priority tier that has an available peer
-   * (SRV failover), skipping `tried` (peers this request already failed to reach). When no
-   * peer is available at all, any untried peer is tried anyway, as nginx does: a peer marked
-   * down may be back, and refusing everything helps no one. Undefined when none is left.
+   * (SRV failover), skipping `tried` (peers this request already failed to reach). Below
+   * `panic_threshold` of available peers, every peer is a candidate (Envoy's panic mode:
+   * better some errors than the whole load on the few left). When no peer is
+   * available at all, `on_all_down: panic` tries any untried peer anyway (a peer marked down
+   * may be back); `fail` gives none (503). Undefined when none is left.
    */
   pick(tried?: ReadonlySet<Peer>, key?: string): Peer | undefined {
+    // Envoy's health across priorities: each tier's share of available peers, summed (so a
+    // healthy backup tier makes up for a dead primary one, SRV failover), at most 1.
+    let total = 0;
+    let available = 0;
+    let health = 0;
     for (const tier of this.tiers) {
-      const healthy = !tried && tier.every((p) => p.available);
-      const candidates = healthy ? tier : tier.filter((p) => p.available && !tried?.has(p));
-      if (candidates.length > 0) return this.balancer.pick(candidates, key);
+      let up = 0;
+      for (const p of tier) if (p.available) up++;
+      total += tier.length;
+      available += up;
+      health += up / tier.length;
+    }
+    const panic =
+      available === 0
+        ? this.upstream.onAllDown === "panic"
+        : Math.min(1, health) < this.upstream.panicThreshold;
+    this.notePanic(
+      available === 0 ? (panic ? "all-down-panic" : "all-down-fail") : panic ? "panic" : "normal",
+      available,
+      total,
+    );
+    if (available === 0 && !panic) return undefined;
+    if (!panic) {
+      for (const tier of this.tiers) {
+        const healthy = !tried && tier.every((p) => p.available);
+        const candidates = healthy ? tier : tier.filter((p) => p.available && !tried?.has(p));
+        if (candidates.length > 0) return this.balancer.pick(candidates, key);
+      }
     }
     for (const tier of this.tiers) {
       const candidates = tried ? tier.filter((p) => !tried.has(p)) : tier;
       if (candidates.length > 0) return this.balancer.pick(candidates, key);
     }
     return undefined;
+  }
+
+  /** Log once per change (not per request) when the upstream enters or leaves panic mode. */
+  private notePanic(state: PanicState, available: number, total: number): void {
+    if (state === this.panicState) return;
+    const before = this.panicState;
+    this.panicState = state;
+    if (!this.log) return;
+    const counts = `${available} of ${total} peers available`;
+    if (state === "normal") {
+      if (before !== undefined) this.log(`upstream ${this.name} out of panic mode: ${counts}`);
+    } else if (state === "panic") {
+      this.log(
+        `upstream ${this.name} in panic mode: ${counts}, below panic_threshold ${Math.round(this.upstream.panicThreshold * 100)}%; spreading requests over every peer`,
+      );
+    } else if (state === "all-down-panic") {
+      this.log(`upstream ${this.name}: no peer available; sending to them anyway (on_all_down: panic)`);
+    } else {
+      this.log(`upstream ${this.name}: no peer available; answering 503 (on_all_down: fail)`);
+    }
   }
 
   /** Close every peer's pool, letting in-flight requests finish. */

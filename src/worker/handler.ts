@@ -109,7 +109,11 @@ function serve(
   x.balanceKey = key;
   const peer = group?.pick(undefined, key);
   if (!group || !peer) {
-    const why = group?.missing.length ? `: ${group.missing.join("; ")}` : "";
+    const why = group?.missing.length
+      ? `: ${group.missing.join("; ")}`
+      : group?.peers.length
+        ? ": every peer is down (on_all_down: fail)"
+        : "";
     const message = `upstream '${action.upstream}' has no peer to send to${why}`;
     x.reply(new ProxyError("PRT_ERR_NO_PEER", message, { detail: message }));
     return;

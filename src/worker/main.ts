@@ -58,7 +58,7 @@ class Worker {
     for (const upstream of Object.values(this.config.upstreams)) {
       this.upstreams.set(
         upstream.name,
-        new UpstreamGroup(upstream, this.config.timeouts, msg.peers, msg.slot),
+        new UpstreamGroup(upstream, this.config.timeouts, msg.peers, msg.slot, (m) => this.log.warn(m)),
       );
     }
     this.via = `1.1 ${msg.instanceId}`;

@@ -117,6 +117,9 @@ describe("defaults", () => {
       tries: 3,
       retryOn: ["error", "timeout"],
       tryTimeout: 0,
+      health: undefined,
+      panicThreshold: 0.5,
+      onAllDown: "panic",
       servers: [
         {
           kind: "address",
