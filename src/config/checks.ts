@@ -305,6 +305,37 @@ function checkHttp2(http2: Data, source: SourceDocument): ConfigIssue[] {
   ];
 }
 
+/** An upstream's `tls`: cert with key, readable PEM files, and a warning for verify: false. */
+function checkUpstreamTls(tls: Data, path: DataPath, source: SourceDocument): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  if ("cert" in tls !== "key" in tls) {
+    const [has, lacks] = "cert" in tls ? ["cert", "key"] : ["key", "cert"];
+    issues.push(
+      source.issue(
+        source.keyAt(path, has as string),
+        `tls.${has} needs tls.${lacks}: a client certificate goes with its private key`,
+      ),
+    );
+  }
+  const configDir = dirname(resolve(source.file));
+  for (const key of TLS_FILES) {
+    const value = tls[key];
+    if (typeof value !== "string" || value === "") continue;
+    const problem = pemFileProblem(key, resolve(configDir, value));
+    if (problem !== undefined) issues.push(source.issue(source.valueAt([...path, key]), problem));
+  }
+  if (tls.verify === false) {
+    issues.push(
+      source.issue(
+        source.valueAt([...path, "verify"]),
+        "tls.verify: false accepts any certificate from the peers, so anyone on the path can read and change this traffic; give the peers' CA with tls.ca instead",
+        "warning",
+      ),
+    );
+  }
+  return issues;
+}
+
 /**
  * Upstream policies: `balance: hash` needs `hash`, and `hash` means nothing without it; a
  * health check's body regex compiles, and its interval and timeout are not 0.
@@ -346,6 +377,7 @@ function checkBalance(upstreams: Data, source: SourceDocument): ConfigIssue[] {
         }
       }
     }
+    if (isRecord(upstream.tls)) issues.push(...checkUpstreamTls(upstream.tls, [...path, "tls"], source));
     if (upstream.hash !== undefined && upstream.balance !== "hash") {
       issues.push(
         source.issue(

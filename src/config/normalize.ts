@@ -96,6 +96,7 @@ interface RawUpstream {
   };
   panic_threshold: number;
   on_all_down: "panic" | "fail";
+  tls?: { server_name?: string; ca?: string; cert?: string; key?: string; verify: boolean };
   hash?: { key: string; bounded_load?: number };
   max_connections: number;
   servers: RawUpstreamServer[];
@@ -264,7 +265,13 @@ function upstreamServer(raw: RawUpstreamServer, position: SourcePosition): Upstr
   };
 }
 
-function upstream(name: string, raw: RawUpstream, dns: DnsConfig, source: SourceDocument): Upstream {
+function upstream(
+  name: string,
+  raw: RawUpstream,
+  dns: DnsConfig,
+  source: SourceDocument,
+  configDir: string,
+): Upstream {
   return {
     name,
     balance: raw.balance,
@@ -289,6 +296,13 @@ function upstream(name: string, raw: RawUpstream, dns: DnsConfig, source: Source
       status: raw.health.status.map((s) => valid(parseStatusRange(s))),
       body: raw.health.body,
       newPeers: raw.health.new_peers,
+    },
+    tls: raw.tls && {
+      serverName: raw.tls.server_name?.toLowerCase(),
+      ca: raw.tls.ca === undefined ? undefined : resolve(configDir, raw.tls.ca),
+      cert: raw.tls.cert === undefined ? undefined : resolve(configDir, raw.tls.cert),
+      key: raw.tls.key === undefined ? undefined : resolve(configDir, raw.tls.key),
+      verify: raw.tls.verify,
     },
     panicThreshold: raw.panic_threshold / 100,
     onAllDown: raw.on_all_down,
@@ -333,7 +347,10 @@ export function buildConfig(data: unknown, source: SourceDocument, absoluteFile:
   const configDir = dirname(absoluteFile);
   const dns = dnsConfig(raw.dns, configDir);
   const upstreams: Record<string, Upstream> = Object.fromEntries(
-    Object.entries(raw.upstreams).map(([name, value]) => [name, upstream(name, value, dns, source)]),
+    Object.entries(raw.upstreams).map(([name, value]) => [
+      name,
+      upstream(name, value, dns, source, configDir),
+    ]),
   );
   const config: Config = {
     file: absoluteFile,

@@ -409,6 +409,38 @@ const upstreamSchema: JsonSchema = {
         },
       },
     },
+    tls: {
+      description:
+        "Speak TLS (HTTPS) to every peer of this upstream. The certificate is verified against the system CAs (or ca) and the peer's DNS name (or server_name). Default: plain HTTP.",
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        server_name: {
+          description:
+            "SNI sent, and the name the peer's certificate must carry. Default: the name in address (or the SRV target); none for an IP address.",
+          type: "string",
+          format: "server-name",
+        },
+        ca: {
+          description:
+            "PEM file of the CA certificates peers are verified against (relative to the config file). Default: the system CAs.",
+          type: "string",
+          minLength: 1,
+        },
+        cert: {
+          description: "PEM client certificate for mutual TLS. Goes with key.",
+          type: "string",
+          minLength: 1,
+        },
+        key: { description: "PEM private key of cert.", type: "string", minLength: 1 },
+        verify: {
+          description:
+            "Verify the peer's certificate. false accepts any certificate: portico check warns about it. Default: true.",
+          type: "boolean",
+          default: true,
+        },
+      },
+    },
     panic_threshold: {
       description:
         "When fewer than this percentage of the peers are available, traffic is spread over all of them (Envoy's panic mode): better some errors than all the load on the few left. 0 turns it off. Default: 50.",

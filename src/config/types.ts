@@ -182,6 +182,19 @@ export interface HealthCheck {
   newPeers: "checked_first" | "trusted";
 }
 
+/** An upstream's `tls`: every peer is spoken to over TLS. Paths are absolute. */
+export interface UpstreamTls {
+  /** SNI and the name the certificate must carry; undefined = the peer's DNS name (none for an IP). */
+  serverName: string | undefined;
+  /** CA certificates (PEM) to verify peers against; undefined = the system CAs. */
+  ca: string | undefined;
+  /** Client certificate and key for mutual TLS. */
+  cert: string | undefined;
+  key: string | undefined;
+  /** Verify the peer's certificate (false only when written out). */
+  verify: boolean;
+}
+
 /** Balancing policies (one file each in src/upstream/balancers/). */
 export type BalancePolicy = "round_robin" | "least_conn" | "random_two" | "hash" | "first";
 
@@ -205,6 +218,8 @@ export interface Upstream {
   /** From the first try, how long a request may still go to another peer; 0 = no limit. */
   tryTimeout: number;
   health: HealthCheck | undefined;
+  /** TLS to the peers (HTTPS), when set. */
+  tls: UpstreamTls | undefined;
   /** Below this share of available peers (0-1), traffic is spread over all of them (Envoy's panic mode). */
   panicThreshold: number;
   /** With no peer available: `panic` sends to them anyway, `fail` answers 503. */

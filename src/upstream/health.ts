@@ -10,8 +10,10 @@
  */
 import { EventEmitter } from "node:events";
 import http from "node:http";
-import type { Config, HealthCheck, Upstream } from "../config/types.js";
+import https from "node:https";
+import type { Config, HealthCheck, Upstream, UpstreamTls } from "../config/types.js";
 import type { Logger } from "../observability/logger.js";
+import { tlsConnectOptions } from "./peer.js";
 import { type PeerSpec, type PeerTable, upstreamPeers } from "./peer-table.js";
 
 /** Most of a check's body that is read (and matched against `body`). */
@@ -21,6 +23,8 @@ interface Checked {
   upstream: string;
   spec: PeerSpec;
   check: HealthCheck;
+  /** The upstream's TLS: checks go over HTTPS, verified as requests are. */
+  tls: UpstreamTls | undefined;
   /** Undefined until the first check of a `checked_first` peer. */
   up: boolean | undefined;
   passes: number;
@@ -73,6 +77,7 @@ export class HealthChecker extends EventEmitter {
       if (existing) {
         existing.check = check;
         existing.spec = spec;
+        existing.tls = upstream.tls;
         continue;
       }
       const trusted = check.newPeers === "trusted";
@@ -80,6 +85,7 @@ export class HealthChecker extends EventEmitter {
         upstream: upstream.name,
         spec,
         check,
+        tls: upstream.tls,
         up: trusted ? true : undefined,
         passes: 0,
         failures: 0,
@@ -131,7 +137,7 @@ export class HealthChecker extends EventEmitter {
 
   private async run(checked: Checked): Promise<void> {
     checked.sent++;
-    const failure = await probe(checked.spec, checked.check);
+    const failure = await probe(checked.spec, checked.check, checked.tls);
     // The peer left (or the checker stopped) while the check ran.
     if (this.stopped || this.peers.get(`${checked.upstream} ${checked.spec.key}`) !== checked) return;
     this.record(checked, failure);
@@ -169,7 +175,11 @@ export class HealthChecker extends EventEmitter {
 }
 
 /** One check of `peer`: undefined when it passed, else why it failed. */
-function probe(peer: PeerSpec, check: HealthCheck): Promise<string | undefined> {
+function probe(
+  peer: PeerSpec,
+  check: HealthCheck,
+  tls: UpstreamTls | undefined,
+): Promise<string | undefined> {
   return new Promise((resolve) => {
     let done = false;
     const finish = (why: string | undefined) => {
@@ -180,7 +190,8 @@ function probe(peer: PeerSpec, check: HealthCheck): Promise<string | undefined> 
       resolve(why);
     };
     const port = check.port ?? peer.port;
-    const req = http.request({
+    const req = (tls ? https : http).request({
+      ...(tls ? tlsConnectOptions(tls, peer.name) : {}),
       host: peer.host,
       port,
       method: check.method,

@@ -60,6 +60,8 @@ export interface PeerSpec {
   weight: number;
   /** SRV priority (lower is preferred); 0 for `address` servers. */
   priority: number;
+  /** The DNS name it was found by (the address's host, or the SRV target): TLS's SNI. */
+  name?: string;
 }
 
 /** `ip:port`, brackets around IPv6. */
@@ -82,10 +84,10 @@ export function upstreamPeers(
 ): { peers: PeerSpec[]; missing: string[] } {
   const byKey = new Map<string, PeerSpec>();
   const missing: string[] = [];
-  const add = (host: string, port: number, weight: number, priority: number) => {
+  const add = (host: string, port: number, weight: number, priority: number, name?: string) => {
     const key = peerKey(host, port);
     const seen = byKey.get(key);
-    if (!seen) byKey.set(key, { key, host, port, weight: Math.max(1, weight), priority });
+    if (!seen) byKey.set(key, { key, host, port, weight: Math.max(1, weight), priority, name });
     else {
       seen.weight = Math.max(seen.weight, weight);
       seen.priority = Math.min(seen.priority, priority);
@@ -98,13 +100,14 @@ export function upstreamPeers(
       const resolved = table.names[nameKey(server.host, upstream.dns.family)];
       if (!resolved?.addresses.length)
         missing.push(`${server.text}: ${resolved?.reason ?? "not resolved yet"}`);
-      for (const address of resolved?.addresses ?? []) add(address, server.port, server.weight, 0);
+      for (const address of resolved?.addresses ?? [])
+        add(address, server.port, server.weight, 0, server.host);
     } else {
       const resolved = table.services[serviceKey(server.service, upstream.dns.family)];
       if (!resolved?.peers.length)
         missing.push(`${server.service}: ${resolved?.reason ?? "not resolved yet"}`);
       // RFC 2782: weight 0 means "only when nothing else"; balancers need >= 1, so 0 becomes 1.
-      for (const p of resolved?.peers ?? []) add(p.address, p.port, p.weight, p.priority);
+      for (const p of resolved?.peers ?? []) add(p.address, p.port, p.weight, p.priority, p.target);
     }
   }
   return { peers: [...byKey.values()], missing };

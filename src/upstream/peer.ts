@@ -2,9 +2,37 @@
  * A peer: one address of an upstream that requests can be sent to. Per-worker state
  * (its connection pool, requests in flight) lives here; the balancer only reads it.
  */
+import { readFileSync } from "node:fs";
 import { Pool } from "undici";
-import type { Timeouts } from "../config/types.js";
+import type { Timeouts, UpstreamTls } from "../config/types.js";
 import type { PeerSpec } from "./peer-table.js";
+
+/** PEM files read once per worker (`portico check` made sure they read). */
+const pemCache = new Map<string, string>();
+function pem(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  let text = pemCache.get(file);
+  if (text === undefined) {
+    text = readFileSync(file, "utf8");
+    pemCache.set(file, text);
+  }
+  return text;
+}
+
+/**
+ * How a peer is spoken to over TLS: SNI and the name verified are `server_name`, else the
+ * DNS name the peer was found by (an IP literal sends no SNI and is verified as an IP).
+ */
+export function tlsConnectOptions(tls: UpstreamTls, name: string | undefined) {
+  const servername = tls.serverName ?? name;
+  return {
+    servername,
+    ca: pem(tls.ca),
+    cert: pem(tls.cert),
+    key: pem(tls.key),
+    rejectUnauthorized: tls.verify,
+  };
+}
 
 /** One upstream address with its per-worker connection pool. */
 export class Peer {
@@ -26,11 +54,12 @@ export class Peer {
   /** The master's active health checks took this peer out (down, or not checked yet). */
   checkedDown = false;
 
-  constructor(spec: PeerSpec, maxConnections: number, timeouts: Timeouts) {
+  constructor(spec: PeerSpec, maxConnections: number, timeouts: Timeouts, tls?: UpstreamTls) {
     this.address = spec.key;
     this.weight = spec.weight;
     this.priority = spec.priority;
-    this.pool = new Pool(`http://${this.address}`, {
+    this.pool = new Pool(`${tls ? "https" : "http"}://${this.address}`, {
+      connect: tls ? tlsConnectOptions(tls, spec.name) : undefined,
       connections: maxConnections,
       pipelining: 1,
       connectTimeout: timeouts.connect,

@@ -86,7 +86,7 @@ export class UpstreamGroup {
         peer.checkedDown = isDown;
         continue;
       }
-      const added = new Peer(spec, this.upstream.maxConnectionsPerPeer, this.timeouts);
+      const added = new Peer(spec, this.upstream.maxConnectionsPerPeer, this.timeouts, this.upstream.tls);
       added.checkedDown = down.has(spec.key);
       this.peersByKey.set(spec.key, added);
       change.added.push(spec.key);

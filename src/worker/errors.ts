@@ -12,6 +12,7 @@ export type ProxyErrorCode =
   | "PRT_ERR_UPSTREAM_RESET"
   | "PRT_ERR_UPSTREAM_TIMEOUT"
   | "PRT_ERR_UPSTREAM_PROTOCOL"
+  | "PRT_ERR_UPSTREAM_TLS"
   | "PRT_ERR_BODY_TOO_LARGE"
   | "PRT_ERR_BAD_REQUEST"
   | "PRT_ERR_H2_MALFORMED"
@@ -26,6 +27,7 @@ const STATUS: Record<ProxyErrorCode, number> = {
   PRT_ERR_UPSTREAM_RESET: 502,
   PRT_ERR_UPSTREAM_TIMEOUT: 504,
   PRT_ERR_UPSTREAM_PROTOCOL: 502,
+  PRT_ERR_UPSTREAM_TLS: 502,
   PRT_ERR_BODY_TOO_LARGE: 413,
   PRT_ERR_BAD_REQUEST: 400,
   // Refused with RST_STREAM PROTOCOL_ERROR (RFC 9113 §8.1.1); 400 is what the access log says.
@@ -81,6 +83,20 @@ const CONNECT_CODES = new Set([
   "EADDRNOTAVAIL",
 ]);
 
+/** OpenSSL's verification errors (as Node names them): the peer's certificate was refused. */
+const TLS_CODES = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "HOSTNAME_MISMATCH",
+]);
+
 /** Map an error from undici (or the socket under it) to a ProxyError. */
 export function classifyUpstreamError(err: unknown, peer: string): ProxyError {
   if (err instanceof ProxyError) return err;
@@ -114,6 +130,9 @@ export function classifyUpstreamError(err: unknown, peer: string): ProxyError {
       return new ProxyError("PRT_ERR_BAD_REQUEST", `request body does not match its Content-Length`, {
         cause: err,
       });
+  }
+  if (TLS_CODES.has(code) || code.startsWith("ERR_TLS_") || code.startsWith("ERR_SSL_")) {
+    return new ProxyError("PRT_ERR_UPSTREAM_TLS", `TLS to ${peer} failed: ${code}: ${text}`, { cause: err });
   }
   if (CONNECT_CODES.has(code)) {
     return new ProxyError("PRT_ERR_UPSTREAM_CONNECT", `cannot connect to ${peer}: ${code}`, { cause: err });

@@ -50,7 +50,7 @@ const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
 
 /** An error that means nothing reached the peer: safe to send elsewhere, whatever the method. */
 function nothingSent(error: ProxyError): boolean {
-  if (error.code === "PRT_ERR_UPSTREAM_CONNECT") return true;
+  if (error.code === "PRT_ERR_UPSTREAM_CONNECT" || error.code === "PRT_ERR_UPSTREAM_TLS") return true;
   return (error.cause as { code?: string } | undefined)?.code === "UND_ERR_CONNECT_TIMEOUT";
 }
 

@@ -120,6 +120,7 @@ describe("defaults", () => {
       health: undefined,
       panicThreshold: 0.5,
       onAllDown: "panic",
+      tls: undefined,
       servers: [
         {
           kind: "address",

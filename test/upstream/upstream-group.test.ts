@@ -29,6 +29,7 @@ function upstream(servers: Upstream["servers"]): Upstream {
     health: undefined,
     panicThreshold: 0.5,
     onAllDown: "panic",
+    tls: undefined,
     servers,
     maxConnectionsPerPeer: 4,
     dns: { family: "ipv4", removeAfter: 1000 },
