@@ -118,13 +118,23 @@ export interface StoppedAcceptingMessage {
   type: "stopped-accepting";
 }
 
+/** Worker -> master: passive health ejected a peer in this worker (for the status page and metrics). */
+export interface PeerEjectedMessage {
+  type: "peer-ejected";
+  upstream: string;
+  peer: string;
+  ms: number;
+  reason: string;
+}
+
 /** Every message a worker sends. */
 export type WorkerToMaster =
   | BootedMessage
   | ListeningMessage
   | ListenErrorMessage
   | SetupErrorMessage
-  | StoppedAcceptingMessage;
+  | StoppedAcceptingMessage
+  | PeerEjectedMessage;
 
 /** True when `value` looks like a message of this protocol (cluster also carries its own internal messages). */
 export function isMessage<T extends { type: string }>(value: unknown): value is T {

@@ -96,6 +96,14 @@ interface RawUpstream {
   };
   panic_threshold: number;
   on_all_down: "panic" | "fail";
+  slow_start: string;
+  passive: {
+    max_fails: number;
+    fail_timeout: string;
+    max_fail_timeout: string;
+    max_ejected_percent: number;
+    on: Array<"error" | "timeout" | "5xx">;
+  };
   tls?: { server_name?: string; ca?: string; cert?: string; key?: string; verify: boolean };
   hash?: { key: string; bounded_load?: number };
   max_connections: number;
@@ -306,6 +314,14 @@ function upstream(
     },
     panicThreshold: raw.panic_threshold / 100,
     onAllDown: raw.on_all_down,
+    slowStart: ms(raw.slow_start),
+    passive: {
+      maxFails: raw.passive.max_fails,
+      failTimeout: ms(raw.passive.fail_timeout),
+      maxFailTimeout: ms(raw.passive.max_fail_timeout),
+      maxEjected: raw.passive.max_ejected_percent / 100,
+      on: raw.passive.on,
+    },
     dns: {
       family: raw.dns?.family ?? dns.family,
       removeAfter: raw.dns?.remove_after === undefined ? dns.removeAfter : ms(raw.dns.remove_after),

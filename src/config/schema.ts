@@ -441,6 +441,43 @@ const upstreamSchema: JsonSchema = {
         },
       },
     },
+    passive: {
+      description:
+        "Passive health, in each worker from real traffic (nginx's max_fails/fail_timeout, Envoy's outlier detection): max_fails consecutive failures eject a peer for fail_timeout, doubled on each repeated ejection up to max_fail_timeout. Default: each key's own default.",
+      type: "object",
+      additionalProperties: false,
+      default: {},
+      properties: {
+        max_fails: {
+          description: "Consecutive failures that eject a peer. Default: 1.",
+          type: "integer",
+          minimum: 1,
+          default: 1,
+        },
+        fail_timeout: duration("How long a first ejection lasts; each repeated one doubles it.", "10s"),
+        max_fail_timeout: duration("Longest ejection.", "5m"),
+        max_ejected_percent: {
+          description:
+            "Most of the upstream's peers ejected at once, in percent (one peer may always be ejected). Default: 50.",
+          type: "integer",
+          minimum: 0,
+          maximum: 100,
+          default: 50,
+        },
+        on: {
+          description:
+            "What counts as a failure: error (the connection could not be made, was reset, TLS failed, or the answer was invalid), timeout, 5xx (an answer of 500-599). Default: [error, timeout].",
+          type: "array",
+          uniqueItems: true,
+          items: { type: "string", enum: ["error", "timeout", "5xx"] },
+          default: ["error", "timeout"],
+        },
+      },
+    },
+    slow_start: duration(
+      "A peer that DNS added, or that is back from an ejection or a failed health check, gets its weight ramped from 10% to full over this long (nginx Plus slow_start), so a cold app is not hit with its whole share at once; 0s = off.",
+      "0s",
+    ),
     panic_threshold: {
       description:
         "When fewer than this percentage of the peers are available, traffic is spread over all of them (Envoy's panic mode): better some errors than all the load on the few left. 0 turns it off. Default: 50.",

@@ -182,6 +182,19 @@ export interface HealthCheck {
   newPeers: "checked_first" | "trusted";
 }
 
+/** Passive health: ejection on failures of real traffic, in each worker. Durations in ms. */
+export interface PassiveHealth {
+  /** Consecutive failures that eject a peer. */
+  maxFails: number;
+  /** First ejection; each repeated one doubles it, up to `maxFailTimeout`. */
+  failTimeout: number;
+  maxFailTimeout: number;
+  /** Most of an upstream's peers ejected at once, 0-1 (one peer may always be). */
+  maxEjected: number;
+  /** What counts as a failure: error (connect, reset, TLS, invalid answer), timeout, 5xx. */
+  on: Array<"error" | "timeout" | "5xx">;
+}
+
 /** An upstream's `tls`: every peer is spoken to over TLS. Paths are absolute. */
 export interface UpstreamTls {
   /** SNI and the name the certificate must carry; undefined = the peer's DNS name (none for an IP). */
@@ -224,6 +237,9 @@ export interface Upstream {
   panicThreshold: number;
   /** With no peer available: `panic` sends to them anyway, `fail` answers 503. */
   onAllDown: "panic" | "fail";
+  passive: PassiveHealth;
+  /** A new or recovered peer's weight ramps from 10% to full over this long, ms; 0 = off. */
+  slowStart: number;
   dns: UpstreamDns;
 }
 

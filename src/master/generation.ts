@@ -40,7 +40,8 @@ interface Slot {
  * Events: `ready` (every slot listening, with the bound addresses); `start-failed` (with a
  * reason: a worker could not listen or exited before the generation was ready; the caller
  * kills the generation); `listen-error` (a respawned worker could not listen); `empty`
- * (every worker exited after `drain` or `kill`).
+ * (every worker exited after `drain` or `kill`); `peer-ejected` (a worker's passive health
+ * ejected a peer: the message and the worker's pid).
  */
 export class Generation extends EventEmitter {
   readonly number: number;
@@ -155,6 +156,8 @@ export class Generation extends EventEmitter {
       slot.worker?.send({ type: "stopped-accepting-ack" } satisfies MasterToWorker);
     } else if (msg.type === "setup-error") {
       this.log.error({ generation: this.number, slot: slot.index }, `worker setup failed: ${msg.message}`);
+    } else if (msg.type === "peer-ejected") {
+      this.emit("peer-ejected", msg, slot.worker?.process.pid);
     }
   }
 

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { formatIssue, loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
-import type { BoundAddress, ListenErrorMessage } from "../ipc.js";
+import type { BoundAddress, ListenErrorMessage, PeerEjectedMessage } from "../ipc.js";
 import { createLogger, type Logger, reopenLogFiles } from "../observability/logger.js";
 import { prepareTls, type TlsMaterial } from "../tls/material.js";
 import { TicketKeys } from "../tls/ticket-keys.js";
@@ -71,6 +71,8 @@ class Master {
   private readonly discovery: Discovery;
   /** Active health checks of upstream peers: once per instance, the verdicts pushed to every worker. */
   private readonly health: HealthChecker;
+  /** Passive ejections the workers reported, by `upstream peer pid` (the status page reads them). */
+  private readonly ejections = new Map<string, { until: number; reason: string }>();
   /** The configs discovery and health checks follow (live generations, and one starting). */
   private trackedConfigs: Config[] = [];
   /** TLS session ticket key shared by every worker of every generation. */
@@ -237,6 +239,17 @@ class Master {
       () => this.peerTable(),
       { material: tls, ticketKey: () => this.ticketKeys.current },
     );
+    generation.on("peer-ejected", (msg: PeerEjectedMessage, pid: number | undefined) => {
+      if (this.ejections.size > 10_000) this.ejections.clear(); // bounded: peers x workers
+      this.ejections.set(`${msg.upstream} ${msg.peer} ${pid}`, {
+        until: Date.now() + msg.ms,
+        reason: msg.reason,
+      });
+      this.log.debug(
+        { upstream: msg.upstream, peer: msg.peer, workerPid: pid, ms: msg.ms },
+        "a worker ejected a peer",
+      );
+    });
     generation.on("listen-error", (err: ListenErrorMessage) =>
       this.log.error(
         { generation: generation.number, listen: err.listen },

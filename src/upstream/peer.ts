@@ -53,8 +53,19 @@ export class Peer {
   failedUntil = 0;
   /** The master's active health checks took this peer out (down, or not checked yet). */
   checkedDown = false;
+  /** Failures of real traffic in a row (passive health). */
+  failures = 0;
+  /** Ejections in a row, for the doubling of the next one; reset by a long enough good spell. */
+  ejections = 0;
+  /** How long the last ejection lasted, ms, and when it ends (epoch ms). */
+  lastEjectionMs = 0;
+  ejectedUntil = 0;
+  /** slow_start of the upstream, ms (0 = none), and when the running ramp began (0 = none). */
+  private readonly slowStart: number;
+  private rampStart = 0;
 
-  constructor(spec: PeerSpec, maxConnections: number, timeouts: Timeouts, tls?: UpstreamTls) {
+  constructor(spec: PeerSpec, maxConnections: number, timeouts: Timeouts, tls?: UpstreamTls, slowStart = 0) {
+    this.slowStart = slowStart;
     this.address = spec.key;
     this.weight = spec.weight;
     this.priority = spec.priority;
@@ -76,9 +87,30 @@ export class Peer {
   get available(): boolean {
     if (this.checkedDown) return false;
     if (this.failedUntil === 0) return true;
-    if (Date.now() < this.failedUntil) return false;
+    const now = Date.now();
+    if (now < this.failedUntil) return false;
     this.failedUntil = 0;
+    this.rampFrom(now);
     return true;
+  }
+
+  /**
+   * With slow_start: the weight balancers use, ramping from 10% to full over `slowStart`
+   * after the peer came (back). Costs one clock read per pick only while a ramp runs.
+   */
+  get effectiveWeight(): number {
+    if (this.rampStart === 0) return this.weight;
+    const elapsed = Date.now() - this.rampStart;
+    if (elapsed >= this.slowStart) {
+      this.rampStart = 0;
+      return this.weight;
+    }
+    return this.weight * Math.max(0.1, elapsed / this.slowStart);
+  }
+
+  /** Start a slow_start ramp at `now` (epoch ms), when the upstream has one. */
+  rampFrom(now: number): void {
+    if (this.slowStart > 0) this.rampStart = now;
   }
 
   /** A connection to this peer failed: skip it for `ms`. */

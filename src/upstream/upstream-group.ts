@@ -31,6 +31,8 @@ export class UpstreamGroup {
   /** Why servers of this upstream have no peers (for the 503 body). */
   missing: string[] = [];
   private panicState?: PanicState;
+  /** Set after the first table: peers added later ramp up with slow_start. */
+  private started = false;
   /** Where panic-mode changes are reported (the worker's log, at warn). */
   private readonly log?: (message: string) => void;
 
@@ -53,6 +55,7 @@ export class UpstreamGroup {
     this.balancer = createBalancer(upstream);
     this.hashKey = upstream.hash?.key;
     this.apply(table);
+    this.started = true;
     const first = this.tiers[0] ?? [];
     for (let i = 0; i < slot % Math.max(1, first.length); i++) this.balancer.pick(first);
   }
@@ -82,12 +85,23 @@ export class UpstreamGroup {
         peer.priority = spec.priority;
         const isDown = down.has(spec.key);
         // Back up by its checks: the passive skip of a failed connect is over too.
-        if (peer.checkedDown && !isDown) peer.failedUntil = 0;
+        if (peer.checkedDown && !isDown) {
+          peer.failedUntil = 0;
+          peer.rampFrom(Date.now());
+        }
         peer.checkedDown = isDown;
         continue;
       }
-      const added = new Peer(spec, this.upstream.maxConnectionsPerPeer, this.timeouts, this.upstream.tls);
+      const added = new Peer(
+        spec,
+        this.upstream.maxConnectionsPerPeer,
+        this.timeouts,
+        this.upstream.tls,
+        this.upstream.slowStart,
+      );
       added.checkedDown = down.has(spec.key);
+      // A peer that joins a running upstream (DNS, not the first table) ramps up.
+      if (this.started) added.rampFrom(Date.now());
       this.peersByKey.set(spec.key, added);
       change.added.push(spec.key);
     }
@@ -166,6 +180,37 @@ export class UpstreamGroup {
     } else {
       this.log(`upstream ${this.name}: no peer available; answering 503 (on_all_down: fail)`);
     }
+  }
+
+  /**
+   * A request to `peer` failed (`kind`): after `max_fails` in a row the peer is ejected for
+   * `fail_timeout`, doubled on each ejection that follows the last one too soon, up to
+   * `max_fail_timeout`, unless `max_ejected_percent` of the upstream is out already.
+   * Returns the ejection's length in ms, or 0.
+   */
+  failed(peer: Peer, kind: "error" | "timeout" | "5xx", connect: boolean): number {
+    const passive = this.upstream.passive;
+    // A connection that could not be made always counts: the peer cannot take requests.
+    if (!connect && !passive.on.includes(kind)) return 0;
+    if (++peer.failures < passive.maxFails) return 0;
+    const now = Date.now();
+    // A peer that refuses connections cannot take a request whatever the cap: only the
+    // judgement calls (resets, timeouts, 5xx) are held to max_ejected_percent.
+    if (!connect) {
+      let ejected = 0;
+      for (const p of this.peersByKey.values()) if (p !== peer && p.failedUntil > now) ejected++;
+      const allowed = Math.max(1, Math.floor(this.peersByKey.size * passive.maxEjected));
+      if (ejected + 1 > allowed) return 0;
+    }
+    // Back for less than its last ejection lasted: this one is twice as long (Envoy).
+    if (peer.ejections > 0 && now - peer.ejectedUntil > peer.lastEjectionMs) peer.ejections = 0;
+    const ms = Math.min(passive.maxFailTimeout, passive.failTimeout * 2 ** peer.ejections);
+    peer.ejections++;
+    peer.lastEjectionMs = ms;
+    peer.ejectedUntil = now + ms;
+    peer.failures = 0;
+    peer.markFailed(ms);
+    return ms;
   }
 
   /** Close every peer's pool, letting in-flight requests finish. */

@@ -80,6 +80,7 @@ class Worker {
           isDraining: () => this.draining,
           timeouts: this.config.timeouts,
           retries: new RetryBudget(),
+          ejected: (upstream, peer, ms, reason) => send({ type: "peer-ejected", upstream, peer, ms, reason }),
         },
         { tls: this.tls, ticketKey: this.ticketKey },
         this.listeners,

@@ -40,10 +40,9 @@ export interface HandlerContext {
   timeouts: Timeouts;
   /** Bounds the retries of this worker (RetryBudget). */
   retries: RetryBudget;
+  /** Passive health ejected a peer (the worker tells the master). */
+  ejected: (upstream: string, peer: string, ms: number, reason: string) => void;
 }
-
-/** nginx's `fail_timeout`: a peer that refused a connection is skipped this long (per worker). */
-export const PEER_FAIL_TIMEOUT_MS = 10_000;
 
 /** Methods a request may be sent twice with (RFC 9110 §9.2.2), when it has no body. */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
@@ -256,6 +255,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   ): void {
     if (statusCode < 200) return; // 1xx informational: Node answers 100-continue itself
     if (this.abandoned?.has(controller)) return;
+    if (statusCode >= 500) this.peerFailed(this.peer as Peer, "5xx", false, `answered ${statusCode}`);
+    else (this.peer as Peer).failures = 0;
     if (statusCode >= 502 && statusCode <= 504 && this.group?.upstream.retryOn.includes(statusCode as 502)) {
       const peer = this.peer as Peer;
       const error = new ProxyError("PRT_ERR_UPSTREAM_RESET", `${peer.address} answered ${statusCode}`);
@@ -310,7 +311,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.gone && !res.writableFinished ? clientGone(err) : classifyUpstreamError(err, peer.address);
     if (!res.headersSent && !this.gone && error.code !== "PRT_ERR_CLIENT_GONE") {
       const unsent = nothingSent(error);
-      if (unsent) peer.markFailed(PEER_FAIL_TIMEOUT_MS);
+      this.peerFailed(
+        peer,
+        error.code === "PRT_ERR_UPSTREAM_TIMEOUT" ? "timeout" : "error",
+        unsent,
+        error.message,
+      );
       // Nothing reached the peer: another one may take the request, whatever its method
       // (nginx proxy_next_upstream error). Once sent, only what retry_on allows.
       const on = this.group?.upstream.retryOn ?? [];
@@ -350,6 +356,19 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     this.res[kExchange] = undefined;
     this.ctx.connections.requestEnded(this.socket);
+  }
+
+  /** Passive health: count a failure of `peer`, and report an ejection it causes. */
+  private peerFailed(peer: Peer, kind: "error" | "timeout" | "5xx", connect: boolean, reason: string): void {
+    const group = this.group;
+    if (!group) return;
+    const ms = group.failed(peer, kind, connect);
+    if (ms === 0) return;
+    this.ctx.log.warn(
+      { upstream: group.name, peer: peer.address, ejectedMs: ms },
+      `peer ${peer.address} of ${group.name} ejected for ${ms} ms by this worker: ${group.upstream.passive.maxFails} failure(s) in a row, last: ${reason}`,
+    );
+    this.ctx.ejected(group.name, peer.address, ms, reason);
   }
 
   /** A request that reached its peer may be sent again only when idempotent and without a body. */

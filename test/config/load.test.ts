@@ -121,6 +121,14 @@ describe("defaults", () => {
       panicThreshold: 0.5,
       onAllDown: "panic",
       tls: undefined,
+      slowStart: 0,
+      passive: {
+        maxFails: 1,
+        failTimeout: 10_000,
+        maxFailTimeout: 300_000,
+        maxEjected: 0.5,
+        on: ["error", "timeout"],
+      },
       servers: [
         {
           kind: "address",

@@ -2,11 +2,19 @@ import { describe, expect, it } from "vitest";
 import { createBalancer } from "../../src/upstream/balancer.js";
 import type { Peer } from "../../src/upstream/peer.js";
 
-/** Balancers only read `address`, `weight` and `inFlight`: plain objects stand in for pooled peers. */
+/** Balancers only read `address`, `effectiveWeight` and `inFlight`: plain objects stand in for pooled peers. */
 function peers(n: number, weight = 1): Peer[] {
   return Array.from(
     { length: n },
-    (_, i) => ({ address: `10.0.0.${i + 1}:80`, weight, inFlight: 0 }) as Peer,
+    (_, i) =>
+      ({
+        address: `10.0.0.${i + 1}:80`,
+        weight,
+        inFlight: 0,
+        get effectiveWeight() {
+          return this.weight;
+        },
+      }) as Peer,
   );
 }
 
@@ -106,5 +114,48 @@ describe("hash", () => {
     expect(b.pick(set, "hot")).toBe(next);
     home.inFlight = 0;
     expect(b.pick(set, "hot")).toBe(home);
+  });
+});
+
+describe("slow_start", () => {
+  it("ramps a recovered peer's share from 10% to its full weight over the duration", async () => {
+    const { Peer } = await import("../../src/upstream/peer.js");
+    const timeouts = {
+      connect: 1000,
+      upstreamHeader: 1000,
+      upstreamBody: 1000,
+      clientKeepalive: 1000,
+      upstreamKeepalive: 1000,
+      shutdown: 1000,
+      drainGrace: 1000,
+      workerStart: 1000,
+      tunnelIdle: 1000,
+    };
+    const spec = (port: number) => ({
+      key: `127.0.0.1:${port}`,
+      host: "127.0.0.1",
+      port,
+      weight: 1,
+      priority: 0,
+    });
+    const steady = new Peer(spec(1), 1, timeouts, undefined, 30_000);
+    const back = new Peer(spec(2), 1, timeouts, undefined, 30_000);
+    try {
+      const rr = createBalancer({ balance: "round_robin", hash: undefined });
+      const share = () =>
+        counts(Array.from({ length: 1000 }, () => rr.pick([steady, back])))["127.0.0.1:2"] ?? 0;
+      const now = Date.now();
+      back.rampFrom(now); // just back: 10% of its weight
+      expect(share()).toBeLessThan(120);
+      back.rampFrom(now - 15_000); // half way: about a third of the requests (0.5 / 1.5)
+      const half = share();
+      expect(half).toBeGreaterThan(280);
+      expect(half).toBeLessThan(390);
+      back.rampFrom(now - 30_000); // done: an even split
+      expect(share()).toBe(500);
+      expect(steady.effectiveWeight).toBe(1);
+    } finally {
+      await Promise.all([steady.close(), back.close()]);
+    }
   });
 });

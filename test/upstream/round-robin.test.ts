@@ -2,9 +2,11 @@ import { describe, expect, it } from "vitest";
 import { SmoothWeightedRoundRobin } from "../../src/upstream/balancers/round-robin.js";
 import type { Peer } from "../../src/upstream/peer.js";
 
-/** Balancers only read `address` and `weight`: plain objects stand in for pooled peers. */
+/** Balancers only read `address` and `effectiveWeight`: plain objects stand in for pooled peers. */
 function peers(...weights: number[]): Peer[] {
-  return weights.map((weight, i) => ({ address: String.fromCharCode(97 + i), weight }) as Peer);
+  return weights.map(
+    (weight, i) => ({ address: String.fromCharCode(97 + i), weight, effectiveWeight: weight }) as Peer,
+  );
 }
 
 describe("smooth weighted round-robin", () => {

@@ -28,7 +28,7 @@ function hash32(key: string, address: string): number {
 function score(key: string, peer: Peer): number {
   // In (0, 1): never 0 or 1, so the logarithm is finite and negative.
   const u = (hash32(key, peer.address) + 0.5) / 4294967296;
-  return -peer.weight / Math.log(u);
+  return -peer.effectiveWeight / Math.log(u);
 }
 
 export class ConsistentHash implements Balancer {
@@ -52,12 +52,12 @@ export class ConsistentHash implements Balancer {
     let weights = 0;
     for (const peer of peers) {
       inFlight += peer.inFlight;
-      weights += peer.weight;
+      weights += peer.effectiveWeight;
     }
     const ranked = peers.map((peer) => ({ peer, s: score(key, peer) })).sort((a, b) => b.s - a.s);
     for (const { peer } of ranked) {
       // The peer's fair share of the requests in flight, this one included, times c.
-      const cap = Math.ceil(((inFlight + 1) * peer.weight * this.boundedLoad) / weights);
+      const cap = Math.ceil(((inFlight + 1) * peer.effectiveWeight * this.boundedLoad) / weights);
       if (peer.inFlight + 1 <= cap) return peer;
     }
     return ranked[0]?.peer;

@@ -17,7 +17,7 @@ export class LeastConnections implements Balancer {
     let bestScore = Number.POSITIVE_INFINITY;
     for (let i = 0; i < n; i++) {
       const peer = peers[(start + i) % n] as Peer;
-      const score = (peer.inFlight + 1) / peer.weight;
+      const score = (peer.inFlight + 1) / peer.effectiveWeight;
       if (score < bestScore) {
         best = peer;
         bestScore = score;

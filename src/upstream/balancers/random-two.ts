@@ -15,6 +15,6 @@ export class RandomTwoChoices implements Balancer {
     if (j >= i) j++;
     const a = peers[i] as Peer;
     const b = peers[j] as Peer;
-    return (a.inFlight + 1) / a.weight <= (b.inFlight + 1) / b.weight ? a : b;
+    return (a.inFlight + 1) / a.effectiveWeight <= (b.inFlight + 1) / b.effectiveWeight ? a : b;
   }
 }

@@ -15,9 +15,10 @@ export class SmoothWeightedRoundRobin implements Balancer {
     let bestWeight = 0;
     let total = 0;
     for (const peer of peers) {
-      const weight = (this.current.get(peer) ?? 0) + peer.weight;
+      const effective = peer.effectiveWeight;
+      const weight = (this.current.get(peer) ?? 0) + effective;
       this.current.set(peer, weight);
-      total += peer.weight;
+      total += effective;
       if (best === undefined || weight > bestWeight) {
         best = peer;
         bestWeight = weight;
