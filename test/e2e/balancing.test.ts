@@ -100,4 +100,43 @@ describe("balancers", () => {
     await primary.close();
     expect(await load(p.url(), 50, 5)).toEqual({ standby: 50 });
   });
+
+  it("round_robin with weights 5:1 gives 5 of 6 requests to the heavy peer, never more than 5 in a row, in each worker", async () => {
+    // 5 of every 6 requests must go to the heavy peer, so 5 in a row between two of the
+    // light one's is forced; what smooth weighted round-robin rules out is a longer burst.
+    const heavy = await backend("heavy");
+    const light = await backend("light");
+    const p = await startPortico(`
+workers: 2
+upstreams:
+  app:
+    servers: [{ address: ${heavy.address}, weight: 5 }, { address: ${light.address} }]
+servers:
+  - listen: 127.0.0.1:0
+    routes: [{ path: /, upstream: app }]
+`);
+    cleanup.push(() => p.stop());
+    for (let i = 0; i < 120; i++) await request(p.url());
+    await p.waitForLine(() => p.accessLines().length >= 120);
+    const byPid = new Map<number, string[]>();
+    for (const line of p.accessLines()) {
+      const list = byPid.get(line.pid as number) ?? [];
+      list.push(String(line.upstream));
+      byPid.set(line.pid as number, list);
+    }
+    let total = 0;
+    for (const seq of byPid.values()) {
+      let run = 0;
+      let longest = 0;
+      for (let i = 0; i < seq.length; i++) {
+        run = i > 0 && seq[i] === seq[i - 1] ? run + 1 : 1;
+        longest = Math.max(longest, run);
+      }
+      expect(longest).toBeLessThanOrEqual(5);
+      total += seq.length;
+    }
+    expect(total).toBe(120);
+    expect(heavy.requests).toBeGreaterThanOrEqual(96);
+    expect(heavy.requests).toBeLessThanOrEqual(104);
+  });
 });

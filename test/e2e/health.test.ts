@@ -205,7 +205,18 @@ describe("active health checks", () => {
     );
     expect(panics.length).toBeLessThanOrEqual(2); // once per worker, not per request
 
+    // Every peer failing: on_all_down: panic (the default) still serves, from all of them.
     c.healthy = false;
+    const allDown = await portico(servers);
+    const before = [a.served, b.served, c.served];
+    for (let i = 0; i < 30; i++) expect((await request(allDown.url())).status).toBe(200);
+    expect(a.served).toBeGreaterThan(before[0] as number);
+    expect(b.served).toBeGreaterThan(before[1] as number);
+    expect(c.served).toBeGreaterThan(before[2] as number);
+    await allDown.waitForLine(
+      (l) => l.msg === "upstream app: no peer available; sending to them anyway (on_all_down: panic)",
+    );
+
     const failing = await portico(
       `[{ address: ${a.backend.address} }, { address: ${c.backend.address} }]`,
       "    on_all_down: fail",
@@ -237,5 +248,33 @@ servers:
     for (let i = 0; i < 20; i++) expect((await request(p.url())).body.toString()).toBe("well");
     expect(sick.served).toBe(0);
     expect(sick.checks).toBe(1); // the verdict was kept, not checked again
+  });
+
+  it("slow_start ramps a recovered peer's share over the duration", async () => {
+    const steady = await checked("steady", true);
+    const back = await checked("back", false);
+    const p = await portico(
+      `[{ address: ${steady.backend.address} }, { address: ${back.backend.address} }]`,
+      "    slow_start: 3s",
+    );
+    back.healthy = true;
+    await p.waitForLine((l) => l.msg === `peer ${back.backend.address} of app up: 2 checks passed`);
+    // Shares in three windows of the 3 s ramp, then after it: the recovered peer's grows.
+    const windows: number[] = [];
+    for (let w = 0; w < 4; w++) {
+      const begun = Date.now();
+      const before = back.served;
+      let total = 0;
+      while (Date.now() - begun < 900) {
+        await request(p.url());
+        total++;
+      }
+      windows.push((back.served - before) / total);
+      await sleep(100);
+    }
+    console.log(`slow_start shares of the recovered peer: ${windows.map((x) => x.toFixed(2)).join(", ")}`);
+    expect(windows[0] as number).toBeLessThan(windows[2] as number);
+    expect(windows[0] as number).toBeLessThan(0.35);
+    expect(windows[3] as number).toBeGreaterThan(0.4);
   });
 });
