@@ -54,7 +54,8 @@ describe("retries", () => {
       req.on("end", () => res.socket?.destroy());
     });
     const ok = await backend("ok", named("ok"));
-    const p = await portico([reset.address, ok.address]);
+    // Resets must not eject the peer here (passive health would keep the POST away from it).
+    const p = await portico([reset.address, ok.address], "    passive: { on: [timeout] }");
 
     const get = await request(`${p.url()}/g`);
     expect(get.status).toBe(200);
