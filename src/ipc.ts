@@ -23,6 +23,11 @@ export interface ConfigMessage {
   tls: TlsMaterial;
   /** The current TLS session ticket key (base64, 48 bytes), the same in every worker. */
   ticketKey: string;
+  /**
+   * Peers the workers of earlier generations ejected (passive health) and until when (epoch
+   * ms), by upstream name then `ip:port`: a reload does not give them traffic again early.
+   */
+  ejected: Record<string, Record<string, number>>;
 }
 
 /** Master -> worker: the session ticket key was rotated. */

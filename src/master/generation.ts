@@ -57,6 +57,7 @@ export class Generation extends EventEmitter {
    * @param peers the current peer table, sent to each worker with its config (so a worker
    *   forked by a reload or a respawn serves every known peer at once).
    * @param tls the certificates of `config` and the current session ticket key.
+   * @param ejected the passive ejections workers reported that are still running.
    */
   constructor(
     number: number,
@@ -65,6 +66,7 @@ export class Generation extends EventEmitter {
     log: Logger,
     private readonly peers: () => PeerTable,
     private readonly tls: { material: TlsMaterial; ticketKey: () => string },
+    private readonly ejected: () => Record<string, Record<string, number>> = () => ({}),
   ) {
     super();
     this.number = number;
@@ -136,6 +138,7 @@ export class Generation extends EventEmitter {
         peers: this.peers(),
         tls: this.tls.material,
         ticketKey: this.tls.ticketKey(),
+        ejected: this.ejected(),
       };
       slot.worker?.send(config);
     } else if (msg.type === "listening") {

@@ -72,7 +72,10 @@ class Master {
   /** Active health checks of upstream peers: once per instance, the verdicts pushed to every worker. */
   private readonly health: HealthChecker;
   /** Passive ejections the workers reported, by `upstream peer pid` (the status page reads them). */
-  private readonly ejections = new Map<string, { until: number; reason: string }>();
+  private readonly ejections = new Map<
+    string,
+    { until: number; reason: string; upstream: string; peer: string }
+  >();
   /** The configs discovery and health checks follow (live generations, and one starting). */
   private trackedConfigs: Config[] = [];
   /** TLS session ticket key shared by every worker of every generation. */
@@ -95,6 +98,22 @@ class Master {
         generation.broadcast({ type: "ticket-key", key });
       }
     });
+  }
+
+  /** Ejections still running, the longest per upstream and peer (for a new worker). */
+  private runningEjections(): Record<string, Record<string, number>> {
+    const now = Date.now();
+    const out: Record<string, Record<string, number>> = {};
+    for (const [key, { until, upstream, peer }] of this.ejections) {
+      if (until <= now) {
+        this.ejections.delete(key);
+        continue;
+      }
+      const byPeer = out[upstream] ?? {};
+      byPeer[peer] = Math.max(byPeer[peer] ?? 0, until);
+      out[upstream] = byPeer;
+    }
+    return out;
   }
 
   /** What workers route on: DNS's peers, with the peers health checks took out. */
@@ -238,12 +257,15 @@ class Master {
       this.log,
       () => this.peerTable(),
       { material: tls, ticketKey: () => this.ticketKeys.current },
+      () => this.runningEjections(),
     );
     generation.on("peer-ejected", (msg: PeerEjectedMessage, pid: number | undefined) => {
       if (this.ejections.size > 10_000) this.ejections.clear(); // bounded: peers x workers
       this.ejections.set(`${msg.upstream} ${msg.peer} ${pid}`, {
         until: Date.now() + msg.ms,
         reason: msg.reason,
+        upstream: msg.upstream,
+        peer: msg.peer,
       });
       this.log.debug(
         { upstream: msg.upstream, peer: msg.peer, workerPid: pid, ms: msg.ms },

@@ -60,6 +60,12 @@ class Worker {
         upstream.name,
         new UpstreamGroup(upstream, this.config.timeouts, msg.peers, msg.slot, (m) => this.log.warn(m)),
       );
+      // Ejections by the workers before a reload keep running in this one.
+      const ejected = msg.ejected?.[upstream.name] ?? {};
+      for (const peer of this.upstreams.get(upstream.name)?.peers ?? []) {
+        const until = ejected[peer.address];
+        if (until !== undefined && until > Date.now()) peer.markFailed(until - Date.now());
+      }
     }
     this.via = `1.1 ${msg.instanceId}`;
     this.tls = msg.tls;

@@ -94,4 +94,19 @@ describe("passive health", () => {
     expect(bad.requests).toBe(10);
     expect(ejections(p)).toEqual([]);
   });
+
+  it("keeps an ejection running across a reload: the new workers do not send to the peer early", async () => {
+    const bad = await backend("bad", 500);
+    const good = await backend("good", 200);
+    const p = await portico(bad, good, "{ max_fails: 1, fail_timeout: 30s, on: [5xx] }");
+    const c = client();
+    cleanup.push(async () => c.close());
+    while (ejections(p).length === 0) await c.get(p.url());
+    const seen = bad.requests;
+    process.kill(p.pid, "SIGHUP");
+    await p.waitForLine((l) => l.msg === "reload complete");
+    // New connections: both new workers answer, neither sends to the ejected peer.
+    for (let i = 0; i < 20; i++) expect((await request(p.url())).body.toString()).toBe("good");
+    expect(bad.requests).toBe(seen);
+  });
 });
