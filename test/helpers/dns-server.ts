@@ -212,10 +212,10 @@ function listenTcp(server: net.Server, port: number): Promise<number> {
   });
 }
 
-function bindUdp(socket: dgram.Socket): Promise<number> {
+function bindUdp(socket: dgram.Socket, port = 0): Promise<number> {
   return new Promise((resolve, reject) => {
     socket.once("error", reject);
-    socket.bind(0, "127.0.0.1", () => {
+    socket.bind(port, "127.0.0.1", () => {
       socket.off("error", reject);
       resolve(socket.address().port);
     });
@@ -317,18 +317,27 @@ class DnsServer implements TestDnsServer {
     this.httpsServer.on("error", noop);
   }
 
-  /** Bind every listener; TCP tries the UDP port number first. */
+  /**
+   * Bind every listener. UDP and TCP share one port number, as on a real nameserver (a
+   * truncated UDP answer is retried over TCP on the same port): the OS picks a TCP port, and
+   * UDP takes the same number; when another process holds it for UDP, another is picked.
+   * (Taking the UDP port first and hoping TCP's was free failed on a busy CI machine.)
+   */
   async listen(): Promise<void> {
-    const udpPort = await bindUdp(this.udp);
-    this.udpBound = true;
+    let udpPort = 0;
+    let tcpPort = 0;
+    for (let attempt = 0; attempt < 20 && !this.udpBound; attempt++) {
+      tcpPort = await listenTcp(this.tcpServer, 0);
+      try {
+        udpPort = await bindUdp(this.udp, tcpPort);
+        this.udpBound = true;
+      } catch {
+        await closeServer(this.tcpServer);
+      }
+    }
+    if (!this.udpBound) throw new Error("test DNS server: no port free for both UDP and TCP after 20 tries");
     await bindUdp(this.spoof);
     this.spoofBound = true;
-    let tcpPort: number;
-    try {
-      tcpPort = await listenTcp(this.tcpServer, udpPort);
-    } catch {
-      tcpPort = await listenTcp(this.tcpServer, 0);
-    }
     const tlsPort = await listenTcp(this.tlsServer, 0);
     const httpsPort = await listenTcp(this.httpsServer, 0);
     this.urls = {
