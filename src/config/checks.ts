@@ -437,17 +437,22 @@ export function fsReason(error: unknown): string {
   return /^[A-Z]+: ([^,]+)/.exec(message)?.[1] ?? message;
 }
 
-/** What is wrong with the PEM file `file` given as `key`, or undefined when it reads as PEM. */
-function pemFileProblem(key: string, file: string): string | undefined {
-  let text: string;
+/** The text of the file `file` given as `key` (a regular file only), or why it cannot be read. */
+export function readPemFile(key: string, file: string): { text: string } | { error: string } {
   try {
     // A device such as /dev/zero would never finish reading.
-    if (!statSync(file).isFile()) return `${key} file '${file}' is not a regular file`;
-    text = readFileSync(file, "utf8");
+    if (!statSync(file).isFile()) return { error: `${key} file '${file}' is not a regular file` };
+    return { text: readFileSync(file, "utf8") };
   } catch (error) {
-    return `cannot read ${key} file '${file}': ${fsReason(error)}`;
+    return { error: `cannot read ${key} file '${file}': ${fsReason(error)}` };
   }
-  return text.includes("-----BEGIN ")
+}
+
+/** What is wrong with the PEM file `file` given as `key`, or undefined when it reads as PEM. */
+function pemFileProblem(key: string, file: string): string | undefined {
+  const read = readPemFile(key, file);
+  if ("error" in read) return read.error;
+  return read.text.includes("-----BEGIN ")
     ? undefined
     : `${key} file '${file}' is not PEM: it has no '-----BEGIN ...' line`;
 }

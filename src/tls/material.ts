@@ -6,8 +6,7 @@
  * the master and the running generation keeps serving.
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
-import { fsReason } from "../config/checks.js";
+import { readPemFile } from "../config/checks.js";
 import type { Config, ConfigIssue, Server, SourcePosition } from "../config/types.js";
 import { autoCertificate } from "./auto.js";
 
@@ -44,16 +43,6 @@ const EXPIRY_WARNING_MS = 14 * 86_400_000;
 
 function issueAt(position: SourcePosition, message: string, severity: ConfigIssue["severity"] = "error") {
   return { file: position.file, line: position.line, col: position.col, message, severity };
-}
-
-function readPem(what: string, file: string): { text: string } | { error: string } {
-  try {
-    // A device such as /dev/zero would never finish reading.
-    if (!statSync(file).isFile()) return { error: `${what} file '${file}' is not a regular file` };
-    return { text: readFileSync(file, "utf8") };
-  } catch (error) {
-    return { error: `cannot read ${what} file '${file}': ${fsReason(error)}` };
-  }
 }
 
 /** DNS names of a certificate: its subjectAltName DNS entries, else its common name. */
@@ -187,12 +176,12 @@ export async function prepareTls(config: Config, opts: { generate: boolean }): P
     }
     const pems: CertificatePem[] = [];
     for (const files of tls.certificates) {
-      const cert = readPem("cert", files.cert);
+      const cert = readPemFile("cert", files.cert);
       if ("error" in cert) {
         issues.push(issueAt(files.position, cert.error));
         continue;
       }
-      const key = files.key === undefined ? cert : readPem("key", files.key);
+      const key = files.key === undefined ? cert : readPemFile("key", files.key);
       if ("error" in key) {
         issues.push(issueAt(files.position, key.error));
         continue;

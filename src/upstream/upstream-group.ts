@@ -131,12 +131,19 @@ export class UpstreamGroup {
     let total = 0;
     let available = 0;
     let health = 0;
+    /** The first tier with an available peer, and whether all of its peers are. */
+    let first: Peer[] | undefined;
+    let firstWhole = false;
     for (const tier of this.tiers) {
       let up = 0;
       for (const p of tier) if (p.available) up++;
       total += tier.length;
       available += up;
       health += up / tier.length;
+      if (!first && up > 0) {
+        first = tier;
+        firstWhole = up === tier.length;
+      }
     }
     const panic =
       available === 0
@@ -149,9 +156,10 @@ export class UpstreamGroup {
     );
     if (available === 0 && !panic) return undefined;
     if (!panic) {
+      // The common case: a first request and a tier that is all up, taken as it is.
+      if (!tried && firstWhole) return this.balancer.pick(first as Peer[], key);
       for (const tier of this.tiers) {
-        const healthy = !tried && tier.every((p) => p.available);
-        const candidates = healthy ? tier : tier.filter((p) => p.available && !tried?.has(p));
+        const candidates = tier.filter((p) => p.available && !tried?.has(p));
         if (candidates.length > 0) return this.balancer.pick(candidates, key);
       }
     }

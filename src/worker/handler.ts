@@ -92,15 +92,12 @@ function serve(
   if (action.kind === "redirect") {
     const location = expandRedirect(action.to, { scheme, host: x.host, path, query });
     const body = `${action.status} Redirect\n`;
-    const headers: HeaderList = [
-      "location",
-      location,
-      "content-type",
-      "text/plain; charset=utf-8",
-      "content-length",
-      String(body.length),
-    ];
-    x.respond(action.status, withEdits(headers, matched.responseEdits), body, body.length);
+    x.respond(
+      action.status,
+      withEdits(redirectHeaders(location, body), matched.responseEdits),
+      body,
+      body.length,
+    );
     return;
   }
 
@@ -208,7 +205,12 @@ function redirectToHttps(
   const target = x.target.startsWith("/") ? x.target : `${path}${query}`;
   const location = `https://${host}${origin.port === 443 ? "" : `:${origin.port}`}${target}`;
   const body = "308 Permanent Redirect\n";
-  const headers: HeaderList = [
+  x.respond(308, redirectHeaders(location, body), body, body.length);
+}
+
+/** The headers of a redirect Portico answers itself, with its short plain-text body. */
+function redirectHeaders(location: string, body: string): HeaderList {
+  return [
     "location",
     location,
     "content-type",
@@ -216,7 +218,6 @@ function redirectToHttps(
     "content-length",
     String(body.length),
   ];
-  x.respond(308, headers, body, body.length);
 }
 
 /** A fixed response's own headers with the route's response edits applied (remove, then set). */
