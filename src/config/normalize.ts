@@ -238,6 +238,7 @@ function server(raw: RawServer, path: DataPath, source: SourceDocument, configDi
         action: routeAction(route),
         requestHeaders: headerEdits(route.request_headers),
         responseHeaders: headerEdits(route.response_headers),
+        rateLimit: undefined,
         position: position([...path, "routes", i]),
       }),
     ),

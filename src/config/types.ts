@@ -79,12 +79,27 @@ export type RouteAction =
   | { kind: "return"; status: number; body: string; contentType: string }
   | { kind: "redirect"; status: number; to: string };
 
+/** A route's `rate_limit`: a token bucket per key. */
+export interface RateLimit {
+  /** Stable id of this limit (the route's position), the same in every worker. */
+  id: string;
+  /** Tokens added per second. */
+  rate: number;
+  /** Bucket size: requests allowed at once above the rate. */
+  burst: number;
+  key: { kind: "client_ip" } | { kind: "header"; name: string };
+  /** `local` (this instance) or a `redis://` URL (every instance sharing that Redis). */
+  store: string;
+}
+
 /** One route inside a server block. */
 export interface Route {
   match: RouteMatch;
   action: RouteAction;
   requestHeaders: HeaderEdits;
   responseHeaders: HeaderEdits;
+  /** Requests over this rate get 429; undefined = no limit. */
+  rateLimit: RateLimit | undefined;
   /** Where the route is written, for `portico explain` and messages. */
   position: SourcePosition;
 }

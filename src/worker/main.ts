@@ -18,6 +18,7 @@ import type { PeerTable } from "../upstream/peer-table.js";
 import { UpstreamGroup } from "../upstream/upstream-group.js";
 import { ConnectionTracker } from "./connections.js";
 import { ListenError, type Listener, openListeners } from "./listeners.js";
+import { noRateLimits } from "./rate-limit.js";
 import { RetryBudget } from "./retry-budget.js";
 
 function send(message: WorkerToMaster): void {
@@ -87,6 +88,7 @@ class Worker {
           timeouts: this.config.timeouts,
           retries: new RetryBudget(),
           ejected: (upstream, peer, ms, reason) => send({ type: "peer-ejected", upstream, peer, ms, reason }),
+          rateLimits: noRateLimits,
         },
         { tls: this.tls, ticketKey: this.ticketKey },
         this.listeners,

@@ -23,6 +23,7 @@ import type { UpstreamGroup } from "../upstream/upstream-group.js";
 import type { ConnectionTracker } from "./connections.js";
 import { classifyUpstreamError, ProxyError } from "./errors.js";
 import { appendSet, type CompiledEdits, copyHeaders, type HeaderList } from "./headers.js";
+import type { RateLimits } from "./rate-limit.js";
 import { requestIdFor } from "./request-id.js";
 import { RETRY_BUDGET_PERCENT, type RetryBudget } from "./retry-budget.js";
 
@@ -42,6 +43,8 @@ export interface HandlerContext {
   retries: RetryBudget;
   /** Passive health ejected a peer (the worker tells the master). */
   ejected: (upstream: string, peer: string, ms: number, reason: string) => void;
+  /** Decides `rate_limit` routes (src/worker/rate-limit.ts). */
+  rateLimits: RateLimits;
 }
 
 /** Methods a request may be sent twice with (RFC 9110 §9.2.2), when it has no body. */
