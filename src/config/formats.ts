@@ -8,6 +8,7 @@ import { isIP } from "node:net";
 import { NAMESERVER_FORMS, nameserverProblem } from "../dns/index.js";
 import {
   isHostName,
+  parseCidr,
   parseDuration,
   parseHashKey,
   parseListenAddress,
@@ -120,6 +121,10 @@ export const valueFormats: Record<string, ValueFormat> = {
   "path-prefix": {
     expected: "a path starting with /",
     check: (v) => (v.startsWith("/") ? undefined : `path '${v}' must start with '/', e.g. '/${v}'`),
+  },
+  cidr: {
+    expected: "an IP address or CIDR range (10.0.0.0/8, 2001:db8::/32)",
+    check: (v) => errorOf(parseCidr(v)),
   },
   "error-log": {
     expected: "stdout, stderr or a file path",

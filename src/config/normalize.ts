@@ -14,8 +14,10 @@ import type {
   DnsConfig,
   HeaderEdits,
   Hsts,
+  Limits,
   ListenAddress,
   LogConfig,
+  RequestLimits,
   Route,
   RouteAction,
   RouteMatch,
@@ -27,6 +29,7 @@ import type {
 } from "./types.js";
 import {
   type Parsed,
+  parseCidr,
   parseDuration,
   parseHashKey,
   parseListenAddress,
@@ -63,7 +66,10 @@ interface RawServer {
   listen: string | number | (string | number)[];
   server_names: string[];
   default: boolean;
-  max_request_body: string | number;
+  max_url?: string | number;
+  max_header_size?: string | number;
+  max_headers?: number;
+  max_request_body?: string | number;
   tls?: "auto" | RawTls;
   https_redirect: boolean;
   hsts?: boolean | { max_age: string; include_subdomains: boolean; preload: boolean };
@@ -132,6 +138,15 @@ interface RawConfig {
   log: { level: LogConfig["level"]; access: string; error: string };
   dns: RawDns;
   pid_file: string;
+  limits: {
+    max_url: string | number;
+    max_header_size: string | number;
+    max_headers: number;
+    max_request_body: string | number;
+    max_requests_per_connection: number;
+    max_connections: number;
+  };
+  trusted_proxies: string[];
   upstreams: Record<string, RawUpstream>;
   servers: RawServer[];
 }
@@ -224,7 +239,13 @@ function hsts(raw: RawServer["hsts"]): Hsts | undefined {
   };
 }
 
-function server(raw: RawServer, path: DataPath, source: SourceDocument, configDir: string): Server {
+function server(
+  raw: RawServer,
+  path: DataPath,
+  source: SourceDocument,
+  configDir: string,
+  defaults: RequestLimits,
+): Server {
   const position = (p: DataPath) => ({ file: source.file, ...source.valueAt(p) });
   const names = raw.server_names.map((name) => name.toLowerCase());
   return {
@@ -242,7 +263,14 @@ function server(raw: RawServer, path: DataPath, source: SourceDocument, configDi
         position: position([...path, "routes", i]),
       }),
     ),
-    maxRequestBody: valid(parseSize(raw.max_request_body)),
+    limits: {
+      maxUrl: raw.max_url === undefined ? defaults.maxUrl : valid(parseSize(raw.max_url)),
+      maxHeaderSize:
+        raw.max_header_size === undefined ? defaults.maxHeaderSize : valid(parseSize(raw.max_header_size)),
+      maxHeaders: raw.max_headers ?? defaults.maxHeaders,
+      maxRequestBody:
+        raw.max_request_body === undefined ? defaults.maxRequestBody : valid(parseSize(raw.max_request_body)),
+    },
     tls: serverTls(raw.tls, path, source, configDir),
     httpsRedirect: raw.https_redirect,
     hsts: hsts(raw.hsts),
@@ -369,10 +397,19 @@ export function buildConfig(data: unknown, source: SourceDocument, absoluteFile:
       upstream(name, value, dns, source, configDir),
     ]),
   );
+  const size = (value: string | number) => valid(parseSize(value));
+  const limits: Limits = {
+    maxUrl: size(raw.limits.max_url),
+    maxHeaderSize: size(raw.limits.max_header_size),
+    maxHeaders: raw.limits.max_headers,
+    maxRequestBody: size(raw.limits.max_request_body),
+    maxRequestsPerConnection: raw.limits.max_requests_per_connection,
+    maxConnections: raw.limits.max_connections,
+  };
   const config: Config = {
     file: absoluteFile,
     workers: raw.workers === "auto" ? availableParallelism() : raw.workers,
-    servers: raw.servers.map((s, i) => server(s, ["servers", i], source, configDir)),
+    servers: raw.servers.map((s, i) => server(s, ["servers", i], source, configDir, limits)),
     upstreams,
     timeouts: {
       connect: timeout("connect"),
@@ -384,7 +421,11 @@ export function buildConfig(data: unknown, source: SourceDocument, absoluteFile:
       drainGrace: timeout("drain_grace"),
       workerStart: timeout("worker_start"),
       tunnelIdle: timeout("tunnel_idle"),
+      clientHeader: timeout("client_header"),
+      clientBody: timeout("client_body"),
     },
+    limits,
+    trustedProxies: raw.trusted_proxies.map((text) => valid(parseCidr(text))),
     http2: {
       enabled: raw.http2.enabled,
       maxConcurrentStreams: raw.http2.max_concurrent_streams,

@@ -198,6 +198,76 @@ const hstsSchema: JsonSchema = {
   },
 };
 
+const size = (description: string, minimum: number, def: string | number | undefined): JsonSchema => ({
+  description,
+  type: ["integer", "string"],
+  format: "size",
+  minimum,
+  ...(def === undefined ? {} : { default: def }),
+});
+
+/**
+ * The limits a server may set for itself (`servers[]`) and the top-level `limits` gives the
+ * defaults of; `def` is undefined on servers (they inherit).
+ */
+const requestLimits = (
+  inherit: string,
+  defaults?: Record<string, string | number>,
+): Record<string, JsonSchema> => {
+  const d = (key: string) => (defaults ? ` Default: ${defaults[key]}.` : ` ${inherit}`);
+  return {
+    max_url: size(
+      `Longest request target (the URL in the request line), in bytes or with a unit; longer gets 414.${d("max_url")}`,
+      16,
+      defaults?.max_url,
+    ),
+    max_header_size: size(
+      `Largest request head (request line and header fields), in bytes or with a unit; larger gets 431.${d("max_header_size")}`,
+      1024,
+      defaults?.max_header_size,
+    ),
+    max_headers: {
+      description: `Most header fields in a request; more gets 431.${d("max_headers")}`,
+      type: "integer",
+      minimum: 1,
+      maximum: 10000,
+      ...(defaults ? { default: defaults.max_headers } : {}),
+    },
+    max_request_body: size(
+      `Largest request body, in bytes or with a unit (512k, 10m, 1g); larger gets 413 (checked on Content-Length first, then counted while streaming). 0 = no limit.${d("max_request_body")}`,
+      0,
+      defaults?.max_request_body,
+    ),
+  };
+};
+
+const LIMIT_DEFAULTS = { max_url: "8k", max_header_size: "32k", max_headers: 100, max_request_body: 0 };
+
+const limitsSchema: JsonSchema = {
+  description:
+    "Limits on what clients send, for every server (a server may set max_url, max_header_size, max_headers and max_request_body itself). Default: each key's own default.",
+  type: "object",
+  additionalProperties: false,
+  default: {},
+  properties: {
+    ...requestLimits("", LIMIT_DEFAULTS),
+    max_requests_per_connection: {
+      description:
+        "Requests one HTTP/1.1 connection (or HTTP/2 streams one connection) may carry; the last response says Connection: close (HTTP/2: GOAWAY). 0 = no limit. Default: 1000.",
+      type: "integer",
+      minimum: 0,
+      default: 1000,
+    },
+    max_connections: {
+      description:
+        "Most client connections one worker keeps open; connections beyond it are refused at once and counted. 0 = no limit. Default: 10000.",
+      type: "integer",
+      minimum: 0,
+      default: 10000,
+    },
+  },
+};
+
 const serverSchema: JsonSchema = {
   description: "A virtual server: the addresses it listens on, the host names it answers, and its routes.",
   type: "object",
@@ -227,14 +297,7 @@ const serverSchema: JsonSchema = {
       type: "boolean",
       default: false,
     },
-    max_request_body: {
-      description:
-        "Largest request body accepted, in bytes or with a unit (512k, 10m, 1g); larger bodies are refused. Default: 0 (no limit).",
-      type: ["integer", "string"],
-      format: "size",
-      minimum: 0,
-      default: 0,
-    },
+    ...requestLimits("Default: the top-level `limits` value."),
     tls: tlsSchema,
     https_redirect: {
       description:
@@ -635,6 +698,14 @@ export const configSchema: JsonSchema = {
           "A WebSocket tunnel with no data in either direction for this long is closed.",
           "1h",
         ),
+        client_header: duration(
+          "How long a client has to send a whole request head (request line and headers); a slower one gets 408 and is disconnected (slowloris).",
+          "10s",
+        ),
+        client_body: duration(
+          "Longest silence between two reads of a request body; then the request gets 408 (or is cut when its response has begun).",
+          "60s",
+        ),
         worker_start: duration(
           "On start and reload, how long a new generation has to get every worker listening; a reload that takes longer is abandoned and the running generation kept.",
           "10s",
@@ -669,6 +740,18 @@ export const configSchema: JsonSchema = {
           default: "stderr",
         },
       },
+    },
+    limits: limitsSchema,
+    trusted_proxies: {
+      description:
+        "Addresses or CIDR ranges of proxies in front of Portico (load balancers, CDNs). From them, X-Forwarded-For is believed: the client address is its last entry not in these ranges, and it is appended to. From anyone else, X-Forwarded-* and Forwarded are replaced. Default: [] (no one is trusted).",
+      type: "array",
+      items: {
+        type: "string",
+        format: "cidr",
+        description: "An IP address or CIDR range (10.0.0.0/8, fd00::/8).",
+      },
+      default: [],
     },
     pid_file: {
       description:

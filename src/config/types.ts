@@ -4,6 +4,8 @@
  * are milliseconds, sizes are bytes, regexes are source strings compiled by the worker.
  */
 
+import type { Cidr } from "./units.js";
+
 /** Where a value came from in the YAML file, for messages that point an operator at it. */
 export interface SourcePosition {
   file: string;
@@ -104,6 +106,26 @@ export interface Route {
   position: SourcePosition;
 }
 
+/** Limits on a request, each with the status that refuses it. Sizes in bytes. */
+export interface RequestLimits {
+  /** Request target length (414). */
+  maxUrl: number;
+  /** Request line and header fields together (431). */
+  maxHeaderSize: number;
+  /** Header fields (431). */
+  maxHeaders: number;
+  /** Request body (413); 0 = no limit. */
+  maxRequestBody: number;
+}
+
+/** The top-level `limits`: request limits for every server, and limits of a worker's connections. */
+export interface Limits extends RequestLimits {
+  /** Requests (HTTP/2: streams) per client connection; 0 = no limit. */
+  maxRequestsPerConnection: number;
+  /** Client connections one worker keeps open; 0 = no limit. */
+  maxConnections: number;
+}
+
 /** One virtual server: a set of listen addresses and host names with its routes. */
 export interface Server {
   listen: ListenAddress[];
@@ -114,8 +136,8 @@ export interface Server {
   /** True when this server answers requests whose Host matches no server on its port. */
   isDefault: boolean;
   routes: Route[];
-  /** Largest request body accepted, in bytes; 0 = no limit. */
-  maxRequestBody: number;
+  /** This server's request limits (the top-level `limits` where it sets none). */
+  limits: RequestLimits;
   /** Certificates for this server's `tls` listen addresses; undefined when it has none. */
   tls: ServerTls | undefined;
   /** Requests on plain addresses get a 308 to the same URL on the server's first `tls` address. */
@@ -303,6 +325,10 @@ export interface Timeouts {
   workerStart: number;
   /** A WebSocket tunnel with no byte either way for this long is closed. */
   tunnelIdle: number;
+  /** A client's whole request head (slowloris): 408, then the connection is closed. */
+  clientHeader: number;
+  /** Longest silence between two reads of a request body (408). */
+  clientBody: number;
 }
 
 /** HTTP/2 towards clients (ALPN `h2` on `tls` addresses, prior knowledge on `h2c` ones). */
@@ -337,6 +363,9 @@ export interface Config {
   log: LogConfig;
   dns: DnsConfig;
   http2: Http2Config;
+  limits: Limits;
+  /** `trusted_proxies`: addresses and CIDR ranges whose X-Forwarded-For is believed. */
+  trustedProxies: Cidr[];
   /** Absolute path of the master's PID file. */
   pidFile: string;
   /** Absolute path of the directory Portico keeps its own files in (`tls: auto` certificates). */

@@ -289,3 +289,28 @@ export function parseStatusRange(input: string | number): Parsed<[number, number
   if (hi < lo) return { ok: false, error: `invalid status range '${text}': ${hi} is below ${lo}` };
   return { ok: true, value: [lo, hi] };
 }
+
+/** An IP address or CIDR range, normalized: `{ address, prefix, family }`. */
+export interface Cidr {
+  address: string;
+  prefix: number;
+  family: "ipv4" | "ipv6";
+}
+
+/** Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address (a /32 or /128). */
+export function parseCidr(input: string): Parsed<Cidr> {
+  const text = input.trim();
+  const slash = text.indexOf("/");
+  const address = slash < 0 ? text : text.slice(0, slash);
+  const version = isIP(address);
+  const max = version === 6 ? 128 : 32;
+  const prefixText = slash < 0 ? String(max) : text.slice(slash + 1);
+  const prefix = /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : Number.NaN;
+  if (version === 0 || !(prefix >= 0 && prefix <= max)) {
+    return {
+      ok: false,
+      error: `invalid address or CIDR range '${input}': write an IP address (10.0.0.1) or a range (10.0.0.0/8, fd00::/8)${version !== 0 ? `; the prefix length must be 0-${max}` : ""}`,
+    };
+  }
+  return { ok: true, value: { address, prefix, family: version === 6 ? "ipv6" : "ipv4" } };
+}

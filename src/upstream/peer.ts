@@ -44,6 +44,8 @@ export class Peer {
   priority: number;
   /** Keep-alive connection pool to this peer (undici), capped at the upstream's `max_connections`. */
   readonly pool: Pool;
+  /** How the peer is spoken to over TLS (undefined: plain HTTP), for requests that bypass the pool. */
+  readonly tls: ReturnType<typeof tlsConnectOptions> | undefined;
   /** Requests sent to this peer and not finished yet, in this worker. */
   inFlight = 0;
   /**
@@ -69,8 +71,9 @@ export class Peer {
     this.address = spec.key;
     this.weight = spec.weight;
     this.priority = spec.priority;
+    this.tls = tls ? tlsConnectOptions(tls, spec.name) : undefined;
     this.pool = new Pool(`${tls ? "https" : "http"}://${this.address}`, {
-      connect: tls ? tlsConnectOptions(tls, spec.name) : undefined,
+      connect: this.tls,
       connections: maxConnections,
       pipelining: 1,
       connectTimeout: timeouts.connect,

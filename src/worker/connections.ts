@@ -47,6 +47,8 @@ function onSocketClose(this: TrackedSocket): void {
 /** Tracks every client connection of a worker's servers and its requests in flight. */
 export class ConnectionTracker {
   private readonly connections = new Set<TrackedSocket>();
+  /** Connections refused because limits.max_connections were open (counted by the listeners). */
+  dropped = 0;
   private requests = 0;
   private openTunnels = 0;
   private draining = false;

@@ -15,6 +15,11 @@ export type ProxyErrorCode =
   | "PRT_ERR_UPSTREAM_TLS"
   | "PRT_ERR_BODY_TOO_LARGE"
   | "PRT_ERR_BAD_REQUEST"
+  | "PRT_ERR_URI_TOO_LONG"
+  | "PRT_ERR_HEADERS_TOO_LARGE"
+  | "PRT_ERR_METHOD_NOT_ALLOWED"
+  | "PRT_ERR_CLIENT_TIMEOUT"
+  | "PRT_ERR_RATE_LIMITED"
   | "PRT_ERR_H2_MALFORMED"
   | "PRT_ERR_LOOP"
   | "PRT_ERR_CLIENT_GONE"
@@ -30,6 +35,11 @@ const STATUS: Record<ProxyErrorCode, number> = {
   PRT_ERR_UPSTREAM_TLS: 502,
   PRT_ERR_BODY_TOO_LARGE: 413,
   PRT_ERR_BAD_REQUEST: 400,
+  PRT_ERR_URI_TOO_LONG: 414,
+  PRT_ERR_HEADERS_TOO_LARGE: 431,
+  PRT_ERR_METHOD_NOT_ALLOWED: 405,
+  PRT_ERR_CLIENT_TIMEOUT: 408,
+  PRT_ERR_RATE_LIMITED: 429,
   // Refused with RST_STREAM PROTOCOL_ERROR (RFC 9113 §8.1.1); 400 is what the access log says.
   PRT_ERR_H2_MALFORMED: 400,
   PRT_ERR_LOOP: 508,
@@ -42,7 +52,12 @@ const STATUS: Record<ProxyErrorCode, number> = {
 const BODY: Record<number, string> = {
   400: "400 Bad Request\n",
   404: "404 Not Found\n",
+  405: "405 Method Not Allowed\n",
+  408: "408 Request Timeout\n",
   413: "413 Content Too Large\n",
+  414: "414 URI Too Long\n",
+  429: "429 Too Many Requests\n",
+  431: "431 Request Header Fields Too Large\n",
   500: "500 Internal Server Error\n",
   502: "502 Bad Gateway\n",
   503: "503 Service Unavailable\n",
@@ -56,13 +71,20 @@ export class ProxyError extends Error {
   readonly status: number;
   /** A line for the client after the status line, when it helps them (e.g. why an upstream has no peer). */
   readonly detail: string | undefined;
+  /** Headers the error response carries besides its own (`retry-after`, `allow`), as a flat list. */
+  readonly headers: readonly string[] | undefined;
 
-  constructor(code: ProxyErrorCode, message: string, options?: { cause?: unknown; detail?: string }) {
+  constructor(
+    code: ProxyErrorCode,
+    message: string,
+    options?: { cause?: unknown; detail?: string; headers?: readonly string[] },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "ProxyError";
     this.code = code;
     this.status = STATUS[code];
     this.detail = options?.detail;
+    this.headers = options?.headers;
   }
 
   /** The plain-text body sent to the client for this error. */

@@ -6,11 +6,21 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { type Readable, Transform } from "node:stream";
-import type { HashKey, Route } from "../config/types.js";
+import type { HashKey, RequestLimits, Route } from "../config/types.js";
 import { ProxyError } from "./errors.js";
 import { appendSet, type CompiledEdits, type HeaderList, upstreamRequestHeaders } from "./headers.js";
 import { type ClientRequest, Exchange, type HandlerContext } from "./proxy.js";
-import { type HostRouter, normalizeHost, splitTarget } from "./router.js";
+import type { RateDecision } from "./rate-limit.js";
+import {
+  type CompiledRoute,
+  encodePath,
+  type HostRouter,
+  normalizeHost,
+  parseTarget,
+  type ServerRoutes,
+  type Target,
+} from "./router.js";
+import { forwardWithTrailers } from "./trailers.js";
 import { isWebSocketUpgrade, openTunnel } from "./tunnel.js";
 
 export type { HandlerContext } from "./proxy.js";
@@ -49,6 +59,62 @@ function malformedH2(req: IncomingMessage): string | undefined {
   return undefined;
 }
 
+/**
+ * What Node's strict HTTP/1 parser lets through that still makes a request ambiguous or
+ * over a limit (it refuses Content-Length with Transfer-Encoding, duplicate or malformed
+ * Content-Length, obs-fold and control characters itself): a Transfer-Encoding other than
+ * `chunked` (RFC 9112 §6.1: a proxy must not guess), Transfer-Encoding in HTTP/1.0, more than
+ * one Host (§3.2), and the server's URL and header limits.
+ */
+function headProblem(req: IncomingMessage, limits: RequestLimits, h2: boolean): ProxyError | undefined {
+  const url = req.url ?? "";
+  if (url.length > limits.maxUrl) {
+    return new ProxyError(
+      "PRT_ERR_URI_TOO_LONG",
+      `request target of ${url.length} bytes exceeds max_url ${limits.maxUrl}`,
+    );
+  }
+  const raw = req.rawHeaders;
+  if (raw.length > 2 * limits.maxHeaders) {
+    return new ProxyError(
+      "PRT_ERR_HEADERS_TOO_LARGE",
+      `more than max_headers ${limits.maxHeaders} header fields (${raw.length / 2})`,
+    );
+  }
+  let size = url.length + (req.method?.length ?? 0) + 12;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    size += name.length + (raw[i + 1] as string).length + 4;
+    if (name.length === 4 && name.toLowerCase() === "host") hosts++;
+  }
+  if (size > limits.maxHeaderSize) {
+    return new ProxyError(
+      "PRT_ERR_HEADERS_TOO_LARGE",
+      `request head of ${size} bytes exceeds max_header_size ${limits.maxHeaderSize}`,
+    );
+  }
+  if (h2) return undefined;
+  if (hosts > 1)
+    return new ProxyError("PRT_ERR_BAD_REQUEST", `${hosts} Host header fields (RFC 9112 §3.2 allows one)`);
+  const te = req.headers["transfer-encoding"];
+  if (te !== undefined) {
+    if (req.httpVersionMinor === 0) {
+      return new ProxyError(
+        "PRT_ERR_BAD_REQUEST",
+        "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1)",
+      );
+    }
+    if (te.length !== 7 || te.toLowerCase() !== "chunked") {
+      return new ProxyError("PRT_ERR_BAD_REQUEST", `Transfer-Encoding '${te}' (only 'chunked' is accepted)`);
+    }
+  }
+  return undefined;
+}
+
+/** Methods a reverse proxy never forwards: CONNECT (it is not a forward proxy) and TRACE (it echoes credentials). */
+const REFUSED_METHODS = new Set(["CONNECT", "TRACE"]);
+
 function serve(
   ctx: HandlerContext,
   router: HostRouter,
@@ -64,24 +130,92 @@ function serve(
       return;
     }
   }
+  const method = req.method ?? "GET";
+  if (REFUSED_METHODS.has(method)) {
+    x.refuse(
+      new ProxyError("PRT_ERR_METHOD_NOT_ALLOWED", `${method} is not served by a reverse proxy`, {
+        headers: ["allow", "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"],
+      }),
+    );
+    return;
+  }
   const via = req.headers.via;
   if (via !== undefined && (Array.isArray(via) ? via.join(",") : via).includes(ctx.via)) {
     x.reply(new ProxyError("PRT_ERR_LOOP", `request came back to this proxy (Via: ${via})`));
     return;
   }
-  const { path, query } = splitTarget(x.target);
+  const target = parseTarget(x.target);
+  if (typeof target === "string") {
+    x.refuse(new ProxyError("PRT_ERR_BAD_REQUEST", target));
+    return;
+  }
+  if (target.authority !== undefined) {
+    // RFC 9112 §3.2.2: the target's authority wins over Host; no server for it, no request.
+    if (!router.serves(target.authority)) {
+      x.refuse(
+        new ProxyError(
+          "PRT_ERR_BAD_REQUEST",
+          `absolute-form request for '${target.authority}', a host no server here names (Portico is not a forward proxy)`,
+        ),
+      );
+      return;
+    }
+    x.host = target.authority;
+  }
   const server = router.serverFor(x.host);
+  const problem = headProblem(req, server.server.limits, x.h2);
+  if (problem) {
+    x.refuse(problem);
+    return;
+  }
   if (scheme === "http" && server.httpsOrigin !== undefined) {
-    redirectToHttps(x, server.httpsOrigin, server.server.exactNames[0], path, query);
+    redirectToHttps(x, server.httpsOrigin, server.server.exactNames[0], target);
     return;
   }
-  const matched = server.match(path);
+  const matched = server.match(target.path);
   if (!matched) {
-    x.reply(new ProxyError("PRT_ERR_NO_ROUTE", `no route for ${path} on this server`));
+    x.reply(new ProxyError("PRT_ERR_NO_ROUTE", `no route for ${target.path} on this server`));
     return;
   }
+  const limit = matched.route.rateLimit;
+  if (limit === undefined) {
+    act(ctx, scheme, x, server, matched, target, upgradeHead);
+    return;
+  }
+  const key = limit.key.kind === "client_ip" ? x.client : headerText(req.headers[limit.key.name]);
+  const decision = ctx.rateLimits.check(limit, key);
+  const decided = (d: RateDecision) => {
+    if (d.allowed) act(ctx, scheme, x, server, matched, target, upgradeHead);
+    else
+      x.reply(
+        new ProxyError("PRT_ERR_RATE_LIMITED", `over the rate limit of route ${limit.id} for '${key}'`, {
+          headers: ["retry-after", String(Math.max(1, Math.ceil(d.retryAfterSec)))],
+        }),
+      );
+  };
+  if ("then" in decision) decision.then(decided, () => decided({ allowed: true, retryAfterSec: 0 }));
+  else decided(decision);
+}
+
+/** A header's value as one string ("" when absent). */
+function headerText(value: string | string[] | undefined): string {
+  return Array.isArray(value) ? value.join(",") : (value ?? "");
+}
+
+/** Run the matched route's action. */
+function act(
+  ctx: HandlerContext,
+  scheme: "http" | "https",
+  x: Exchange,
+  server: ServerRoutes,
+  matched: CompiledRoute,
+  target: Target,
+  upgradeHead: Buffer | undefined,
+): void {
+  const req = x.req;
   const route = matched.route;
   const action = route.action;
+  const { path, query } = target;
 
   if (action.kind === "return") {
     const body = Buffer.from(action.body);
@@ -90,7 +224,13 @@ function serve(
     return;
   }
   if (action.kind === "redirect") {
-    const location = expandRedirect(action.to, { scheme, host: x.host, path, query });
+    const location = expandRedirect(action.to, {
+      scheme,
+      host: x.host,
+      path,
+      query,
+      requestUri: target.origin,
+    });
     const body = `${action.status} Redirect\n`;
     x.respond(
       action.status,
@@ -116,7 +256,9 @@ function serve(
     return;
   }
   const websocket = upgradeHead !== undefined && isWebSocketUpgrade(req.headers.upgrade);
-  const body = websocket ? null : requestBody(x, server.server.maxRequestBody);
+  const body = websocket
+    ? null
+    : requestBody(x, server.server.limits.maxRequestBody, ctx.timeouts.clientBody);
   if (body instanceof ProxyError) {
     x.reply(body);
     return;
@@ -128,35 +270,54 @@ function serve(
   }
   const headers = upstreamRequestHeaders(req.headers, matched.requestEdits, {
     remote: x.remote,
+    trusted: x.fromTrustedProxy,
     proto: scheme,
     host: x.host,
     requestId: x.requestId,
     via: ctx.via,
   });
-  // HTTP/1.1 needs Host: an HTTP/2 request names its authority in :authority instead.
-  if (x.h2 && req.headers.host === undefined && x.host) headers.push("host", x.host);
-  const target = upstreamTarget(route, path, query);
+  // HTTP/1.1 needs Host: an HTTP/2 request names its authority in :authority instead, and
+  // an absolute-form target's authority replaces the Host received (RFC 9112 §3.2.2).
+  if (target.authority !== undefined) setHeader(headers, "host", target.authority);
+  else if (x.h2 && req.headers.host === undefined && x.host) headers.push("host", x.host);
+  const upstreamPath = upstreamTarget(route, target);
   if (websocket) {
-    openTunnel(ctx, x, peer, target, headers, upgradeHead, matched.responseEdits);
+    openTunnel(ctx, x, peer, upstreamPath, headers, upgradeHead, matched.responseEdits);
+    return;
+  }
+  if (body !== null && req.headers.trailer !== undefined) {
+    // undici cannot send request trailers: this request goes through node:http (trailers.ts).
+    forwardWithTrailers(ctx, x, peer, upstreamPath, headers, body, matched.responseEdits);
     return;
   }
   if (x.h2 && body !== null && Number(req.headers["content-length"]) <= H2_BUFFERED_BODY) {
     readWhole(req).then(
-      (whole) => x.forward(group, peer, target, headers, whole, matched.responseEdits),
+      (whole) => x.forward(group, peer, upstreamPath, headers, whole, matched.responseEdits),
       // The stream was reset (a body longer or shorter than its Content-Length, or the
       // client cancelled): the response's `close` logs it; nothing was sent upstream.
       () => {},
     );
     return;
   }
-  x.forward(group, peer, target, headers, body, matched.responseEdits);
+  x.forward(group, peer, upstreamPath, headers, body, matched.responseEdits);
+}
+
+/** Replace the value of `name` in a flat header list (add it when absent). */
+function setHeader(headers: HeaderList, name: string, value: string): void {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === name) {
+      headers[i + 1] = value;
+      return;
+    }
+  }
+  headers.push(name, value);
 }
 
 /** The key `balance: hash` hashes for this request. */
 function hashKeyOf(spec: HashKey, x: Exchange, path: string, query: string): string {
   switch (spec.kind) {
     case "client_ip":
-      return x.remote;
+      return x.client;
     case "uri":
       return `${path}${query}`;
     case "header": {
@@ -194,16 +355,14 @@ function redirectToHttps(
   x: Exchange,
   origin: { port: number },
   fallbackName: string | undefined,
-  path: string,
-  query: string,
+  target: Target,
 ): void {
   const host = x.host ? normalizeHost(x.host) : fallbackName;
   if (!host) {
     x.reply(new ProxyError("PRT_ERR_BAD_REQUEST", "no Host header to redirect to https with"));
     return;
   }
-  const target = x.target.startsWith("/") ? x.target : `${path}${query}`;
-  const location = `https://${host}${origin.port === 443 ? "" : `:${origin.port}`}${target}`;
+  const location = `https://${host}${origin.port === 443 ? "" : `:${origin.port}`}${target.origin}`;
   const body = "308 Permanent Redirect\n";
   x.respond(308, redirectHeaders(location, body), body, body.length);
 }
@@ -229,8 +388,11 @@ function withEdits(headers: HeaderList, edits: CompiledEdits): HeaderList {
   return appendSet(out, edits);
 }
 
-/** The request body stream to forward, null when there is none, or a 413 when it is too large. */
-function requestBody(x: Exchange, limit: number): Readable | null | ProxyError {
+/**
+ * The request body stream to forward, null when there is none, or a 413 when it is too
+ * large. A body that stays silent for `timeouts.client_body` fails the request with 408.
+ */
+function requestBody(x: Exchange, limit: number, idleMs: number): Readable | null | ProxyError {
   const req = x.req;
   const length = req.headers["content-length"];
   // HTTP/2 frames the body itself: there is one unless HEADERS ended the stream.
@@ -241,6 +403,7 @@ function requestBody(x: Exchange, limit: number): Readable | null | ProxyError {
   if (limit > 0 && length !== undefined && Number(length) > limit) {
     return new ProxyError("PRT_ERR_BODY_TOO_LARGE", `request body of ${length} bytes exceeds ${limit}`);
   }
+  if (idleMs > 0) x.watchBody(idleMs);
   if (limit === 0 || !chunked) return req;
   let seen = 0;
   const counter = new Transform({
@@ -254,24 +417,27 @@ function requestBody(x: Exchange, limit: number): Readable | null | ProxyError {
   return req.pipe(counter);
 }
 
-/** Path and query sent upstream: the normalized path, with the matched prefix removed when asked. */
-function upstreamTarget(route: Route, path: string, query: string): string {
+/**
+ * Path and query sent upstream: the target as the client sent it (origin-form), or, when
+ * the route strips its prefix, the normalized path without it and the query as received.
+ */
+function upstreamTarget(route: Route, target: Target): string {
   if (route.action.kind === "upstream" && route.action.stripPrefix && route.match.kind === "prefix") {
-    const rest = path.slice(route.match.path.length);
-    return `${rest.startsWith("/") ? rest : `/${rest}`}${query}`;
+    const rest = target.path.slice(route.match.path.length);
+    return `${encodePath(rest.startsWith("/") ? rest : `/${rest}`)}${target.query}`;
   }
-  return query ? `${path}${query}` : path;
+  return target.origin;
 }
 
 /** Substitute nginx-style variables in a redirect target. */
 function expandRedirect(
   to: string,
-  v: { scheme: string; host: string; path: string; query: string },
+  v: { scheme: string; host: string; path: string; query: string; requestUri: string },
 ): string {
   return to.replace(/\$(request_uri|scheme|host|uri|args)\b/g, (_, name: string) => {
     switch (name) {
       case "request_uri":
-        return `${v.path}${v.query}`;
+        return v.requestUri;
       case "scheme":
         return v.scheme;
       case "host":

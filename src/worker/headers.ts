@@ -25,7 +25,6 @@ const HOP_BY_HOP = [
   "proxy-authenticate",
   "proxy-authorization",
   "te",
-  "trailer",
   "transfer-encoding",
   "upgrade",
   "expect",
@@ -33,7 +32,14 @@ const HOP_BY_HOP = [
 ];
 
 /** Headers Portico sets itself on every forwarded request (a client's copy is replaced or appended to). */
-const FORWARDING = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "via"];
+const FORWARDING = [
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+  "forwarded",
+  "x-request-id",
+  "via",
+];
 
 /** One direction's header edits of a route, compiled for the request path. */
 export interface CompiledEdits {
@@ -95,8 +101,14 @@ export function copyHeaders(
 
 /** The values of the forwarding headers of one request. */
 export interface Forwarding {
-  /** The client's address, appended to its `X-Forwarded-For`. */
+  /** The address the connection came from, appended to `X-Forwarded-For`. */
   remote: string;
+  /**
+   * `remote` is a trusted proxy: its X-Forwarded-For is appended to and its
+   * X-Forwarded-Proto, X-Forwarded-Host and Forwarded are kept. From anyone else they are
+   * replaced (Forwarded is dropped): a client cannot make up where it came from.
+   */
+  trusted: boolean;
   proto: string;
   host: string;
   requestId: string;
@@ -112,10 +124,19 @@ export function upstreamRequestHeaders(
 ): HeaderList {
   const out = copyHeaders(headers, edits, []);
   const removed = edits.overridden;
-  if (!removed.has("x-forwarded-for"))
-    out.push("x-forwarded-for", appendList(headers["x-forwarded-for"], fwd.remote));
-  if (!removed.has("x-forwarded-proto")) out.push("x-forwarded-proto", fwd.proto);
-  if (fwd.host && !removed.has("x-forwarded-host")) out.push("x-forwarded-host", fwd.host);
+  const trusted = fwd.trusted;
+  if (!removed.has("x-forwarded-for")) {
+    out.push("x-forwarded-for", trusted ? appendList(headers["x-forwarded-for"], fwd.remote) : fwd.remote);
+  }
+  if (!removed.has("x-forwarded-proto")) {
+    out.push("x-forwarded-proto", (trusted && headers["x-forwarded-proto"]) || fwd.proto);
+  }
+  if (!removed.has("x-forwarded-host")) {
+    const host = (trusted && headers["x-forwarded-host"]) || fwd.host;
+    if (host) out.push("x-forwarded-host", host);
+  }
+  const forwarded = headers.forwarded;
+  if (trusted && forwarded !== undefined && !removed.has("forwarded")) out.push("forwarded", forwarded);
   if (!removed.has("x-request-id")) out.push("x-request-id", fwd.requestId);
   if (!removed.has("via")) out.push("via", appendList(headers.via, fwd.via));
   return appendSet(out, edits);

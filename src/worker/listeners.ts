@@ -81,13 +81,70 @@ interface Shared {
 
 type Handler = ReturnType<typeof createRequestHandler>;
 
-/** Answer a request Node's HTTP/1 parser refused with 400 (or drop a connection that is gone). */
-function onClientError(err: NodeJS.ErrnoException, socket: net.Socket): void {
-  if (err.code === "ECONNRESET" || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+const REASONS: Record<number, string> = {
+  400: "Bad Request",
+  408: "Request Timeout",
+  414: "URI Too Long",
+  431: "Request Header Fields Too Large",
+};
+
+/**
+ * What a request head Node's HTTP/1 parser refused gets: 408 when it was too slow
+ * (`timeouts.client_header`), 414 or 431 when it was too large, else 400.
+ */
+function clientErrorStatus(
+  err: NodeJS.ErrnoException & { rawPacket?: Buffer; bytesParsed?: number },
+): number {
+  if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") return 408;
+  if (err.code !== "HPE_HEADER_OVERFLOW") return 400;
+  // Over max_header_size: 414 while the request line is still open (no line ended before
+  // the parser gave up in the bytes it had), 431 once header fields have begun. A client
+  // that sends its head in many small writes may get 431 for a long URL.
+  const packet = err.rawPacket;
+  if (!packet) return 431;
+  const parsed = Math.min(packet.length, err.bytesParsed ?? packet.length);
+  return packet.subarray(0, parsed).includes(0x0a) ? 431 : 414;
+}
+
+/**
+ * Answer a request Node's HTTP/1 parser refused (or drop a connection that is gone, or
+ * whose response has begun) and log it: it never reached the handler.
+ */
+function onClientError(ctx: HandlerContext) {
+  return (err: NodeJS.ErrnoException, socket: net.Socket): void => {
+    const busy = (socket as net.Socket & { _httpMessage?: unknown })._httpMessage;
+    if (err.code === "ECONNRESET" || !socket.writable || busy) {
+      socket.destroy();
+      return;
+    }
+    const status = clientErrorStatus(err);
+    const body = `${status} ${REASONS[status]}\n`;
+    socket.end(
+      `HTTP/1.1 ${status} ${REASONS[status]}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+    );
+    if (ctx.accessLog.enabled) {
+      ctx.accessLog.write({
+        requestId: "-",
+        remote: socket.remoteAddress ?? "",
+        method: "",
+        host: "",
+        path: "",
+        status,
+        bytes: 0,
+        ms: 0,
+        error: status === 408 ? "PRT_ERR_CLIENT_TIMEOUT" : "PRT_ERR_BAD_REQUEST",
+        reason: status === 408 ? "request head not received within timeouts.client_header" : err.message,
+      });
+    }
+  };
+}
+
+/** CONNECT: a reverse proxy is not a tunnel to anywhere (405, then the connection is closed). */
+function onConnect(_req: http.IncomingMessage, socket: Socket): void {
+  const body = "405 Method Not Allowed\n";
+  socket.end(
+    `HTTP/1.1 405 Method Not Allowed\r\nallow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+  );
 }
 
 /**
@@ -106,34 +163,82 @@ function onUpgrade(handler: Handler) {
   };
 }
 
-/** Settings every HTTP/1 side of a listener gets. */
+/** Settings every HTTP/1 side of a listener gets (before it listens). */
 function http1Settings(
   server: http.Server | http2.Http2SecureServer,
-  config: Config,
+  shared: Shared,
+  group: ListenGroup,
   handler: Handler,
 ): void {
-  const s = server as http.Server;
-  s.keepAliveTimeout = config.timeouts.clientKeepalive;
-  // Node closes a keep-alive socket this long after keepAliveTimeout; keep it short.
+  // Read by node:http when the server starts listening / a connection comes: set before both.
+  const s = server as http.Server & { connectionsCheckingInterval: number; maxHeaderSize: number };
+  const { timeouts, limits } = shared.config;
+  s.keepAliveTimeout = timeouts.clientKeepalive;
   s.requestTimeout = 0;
+  // The whole request head within client_header (slowloris), checked every 250 ms at most.
+  s.headersTimeout = timeouts.clientHeader;
+  s.connectionsCheckingInterval = Math.max(50, Math.min(250, timeouts.clientHeader / 4));
+  // The parser holds the largest head any server here allows; each server's own limit is
+  // checked once the request is routed (handler.ts). One more header than allowed is kept,
+  // so "too many" is seen rather than silently cut.
+  s.maxHeaderSize = Math.max(...group.servers.map((sv) => sv.limits.maxHeaderSize));
+  s.maxHeadersCount = Math.max(...group.servers.map((sv) => sv.limits.maxHeaders)) + 1;
+  s.maxRequestsPerSocket = limits.maxRequestsPerConnection;
   server.on("upgrade", onUpgrade(handler));
-  server.on("clientError", onClientError);
+  server.on("clientError", onClientError(shared.ctx));
+  server.on("connect", onConnect);
+}
+
+/**
+ * `limits.max_connections`: the listen socket accepts no more than this per worker; the
+ * kernel's extra connections are closed at once (Node's `drop`), counted and logged at most
+ * once per 10 s.
+ */
+function capConnections(server: net.Server, shared: Shared, listen: string): void {
+  const max = shared.config.limits.maxConnections;
+  if (max === 0) return;
+  server.maxConnections = max;
+  let dropped = 0;
+  let reported = 0;
+  server.on("drop", () => {
+    dropped++;
+    shared.ctx.connections.dropped++;
+    const now = Date.now();
+    if (now - reported < 10_000) return;
+    reported = now;
+    shared.ctx.log.warn(
+      { listen, dropped, maxConnections: max },
+      `refusing connections on ${listen}: this worker has limits.max_connections (${max}) open`,
+    );
+  });
 }
 
 function h2Settings(config: Config): http2.Settings {
+  // Header count and size of an HTTP/2 request are held by max_header_list_size (and the
+  // server's own limits, checked in handler.ts).
   return {
     maxConcurrentStreams: config.http2.maxConcurrentStreams,
     maxHeaderListSize: config.http2.maxHeaderListSize,
   };
 }
 
-/** An HTTP/2 session with no stream open for client_keepalive is closed (GOAWAY), as an idle HTTP/1 connection is. */
-function closeIdleSessions(server: http2.Http2Server | http2.Http2SecureServer, idleMs: number): void {
+/**
+ * An HTTP/2 session with no stream open for client_keepalive is closed (GOAWAY), as an idle
+ * HTTP/1 connection is; so is one that carried `maxStreams` streams (0 = no limit), as
+ * max_requests_per_connection closes an HTTP/1 connection.
+ */
+function closeIdleSessions(
+  server: http2.Http2Server | http2.Http2SecureServer,
+  idleMs: number,
+  maxStreams: number,
+): void {
   server.on("session", (session: http2.ServerHttp2Session) => {
     let open = 0;
+    let streams = 0;
     session.on("stream", (stream: http2.ServerHttp2Stream) => {
       open++;
       stream.once("close", () => open--);
+      if (++streams === maxStreams) session.close();
     });
     session.setTimeout(idleMs, () => {
       if (open === 0) session.close();
@@ -144,12 +249,16 @@ function closeIdleSessions(server: http2.Http2Server | http2.Http2SecureServer, 
 function plainServer(shared: Shared, group: ListenGroup, router: HostRouter): { server: net.Server } {
   const handler = createRequestHandler(shared.ctx, router, "http");
   const h1 = http.createServer(handler);
-  http1Settings(h1, shared.config, handler);
+  http1Settings(h1, shared, group, handler);
   shared.ctx.connections.watch(h1);
   if (!group.h2c) return { server: h1 };
   const h2 = http2.createServer({ settings: h2Settings(shared.config) }, handler);
   shared.ctx.connections.watch(h2);
-  closeIdleSessions(h2, shared.config.timeouts.clientKeepalive);
+  closeIdleSessions(
+    h2,
+    shared.config.timeouts.clientKeepalive,
+    shared.config.limits.maxRequestsPerConnection,
+  );
   // The first bytes decide; they are put back before the chosen server reads the socket.
   const server = net.createServer((socket) => {
     socket.once("data", (chunk: Buffer) => {
@@ -167,6 +276,9 @@ function plainServer(shared: Shared, group: ListenGroup, router: HostRouter): { 
       }
     });
   });
+  // node:http checks header timeouts (client_header) from when it listens; this one never
+  // does itself (the net server in front listens), so it is told.
+  server.once("listening", () => h1.emit("listening"));
   return { server };
 }
 
@@ -188,9 +300,13 @@ function tlsServer(
   const server = config.http2.enabled
     ? http2.createSecureServer({ ...options, allowHTTP1: true, settings: h2Settings(config) }, handler)
     : https.createServer(options, handler);
-  http1Settings(server as http.Server, config, handler);
+  http1Settings(server as http.Server, shared, group, handler);
   if (server instanceof http.Server === false)
-    closeIdleSessions(server as http2.Http2SecureServer, config.timeouts.clientKeepalive);
+    closeIdleSessions(
+      server as http2.Http2SecureServer,
+      config.timeouts.clientKeepalive,
+      config.limits.maxRequestsPerConnection,
+    );
   shared.ctx.connections.watch(server, "secureConnection");
   // A failed handshake (a scanner, TLS 1.0, no shared cipher) is the client's problem, not a crash.
   server.on("tlsClientError", (_err: Error, socket: Socket) => socket.destroy());
@@ -231,6 +347,7 @@ export async function openListeners(
       made = plainServer(shared, group, router);
     }
     const server = made.server;
+    capConnections(server, shared, text);
     listeners.push({ listen: text, ...made });
     await new Promise<void>((resolve, reject) => {
       server.once("error", (err: NodeJS.ErrnoException) =>

@@ -11,7 +11,7 @@
  * shared functions that find their exchange on the response, so a request allocates no
  * closures of its own.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { type Http2ServerRequest, type Http2ServerResponse, constants as h2constants } from "node:http2";
 import type { Socket } from "node:net";
 import { pipeline } from "node:stream";
@@ -22,6 +22,7 @@ import type { Peer } from "../upstream/peer.js";
 import type { UpstreamGroup } from "../upstream/upstream-group.js";
 import type { ConnectionTracker } from "./connections.js";
 import { classifyUpstreamError, ProxyError } from "./errors.js";
+import type { TrustedProxies } from "./forwarded.js";
 import { appendSet, type CompiledEdits, copyHeaders, type HeaderList } from "./headers.js";
 import type { RateLimits } from "./rate-limit.js";
 import { requestIdFor } from "./request-id.js";
@@ -45,6 +46,8 @@ export interface HandlerContext {
   ejected: (upstream: string, peer: string, ms: number, reason: string) => void;
   /** Decides `rate_limit` routes (src/worker/rate-limit.ts). */
   rateLimits: RateLimits;
+  /** `trusted_proxies`; undefined when there are none. */
+  trusted: TrustedProxies | undefined;
 }
 
 /** Methods a request may be sent twice with (RFC 9110 §9.2.2), when it has no body. */
@@ -85,6 +88,21 @@ function onResponseDrain(this: ExchangeResponse): void {
   this[kExchange]?.clientDrained();
 }
 
+/** `timeouts.client_body` ran out on a request body (the request or stream is `this`). */
+function onBodyIdle(this: ClientRequest & { [kExchange]?: Exchange }): void {
+  this[kExchange]?.bodyIdle();
+}
+
+/** The body arrived whole: its idle timer stops. */
+function onBodyEnd(this: ClientRequest): void {
+  this.setTimeout(0);
+}
+
+/** Statuses whose responses never have a body (RFC 9110 §6.4.1), whatever their headers say. */
+function bodiless(status: number): boolean {
+  return status === 204 || status === 304;
+}
+
 function clientGone(cause?: unknown): ProxyError {
   return new ProxyError("PRT_ERR_CLIENT_GONE", "client closed the connection", { cause });
 }
@@ -102,8 +120,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** Set once the request became a WebSocket tunnel: the access log then says 101. */
   tunnel?: { bytes: () => number; peer: string };
   readonly requestId: string;
-  /** The `Host` header as received ("" when absent). */
-  readonly host: string;
+  /**
+   * The authority the request is for: `:authority` (HTTP/2), else the target's own in
+   * absolute form (set by the handler), else the `Host` header ("" when absent).
+   */
+  host: string;
   /** The request target as received. */
   readonly target: string;
   private readonly ctx: HandlerContext;
@@ -125,6 +146,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private waitingDrain = false;
   /** The address of the last peer tried, for the access log. */
   private upstream?: string;
+  /** The client's address after `trusted_proxies` (computed on first use). */
+  private clientAddress?: string;
+  /** The connection is closed after the response (a request refused for its framing). */
+  private mustClose = false;
+  /** The client sent `TE: trailers`: response trailers are passed on. */
+  private readonly wantsTrailers: boolean;
+  /** The response ended at its header (204, 304): undici's end or error that follows is not news. */
+  private endedEarly = false;
 
   constructor(ctx: HandlerContext, req: ClientRequest, res: ServerResponse | Http2ServerResponse) {
     this.ctx = ctx;
@@ -138,6 +167,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     // RFC 9113 §8.3.1: :authority, when present, is the target's authority; Host otherwise.
     this.host = (this.h2 ? (headers[":authority"] as string | undefined) : undefined) ?? headers.host ?? "";
     this.target = req.url ?? "/";
+    const te = headers.te;
+    this.wantsTrailers = te !== undefined && String(te).toLowerCase().includes("trailers");
     ctx.connections.requestStarted(this.socket);
     req.on("error", ignoreError);
     res.on("error", ignoreError);
@@ -145,9 +176,62 @@ export class Exchange implements Dispatcher.DispatchHandler {
     res.on("close", onResponseClose);
   }
 
-  /** The client's address. */
+  /** The address the connection came from. */
   get remote(): string {
     return this.socket.remoteAddress ?? "";
+  }
+
+  /** The connection comes from a trusted proxy (`trusted_proxies`). */
+  get fromTrustedProxy(): boolean {
+    return this.ctx.trusted?.trusts(this.remote) ?? false;
+  }
+
+  /**
+   * The client's address: the connection's, or behind a trusted proxy the one its
+   * X-Forwarded-For names. For logs, `balance: hash` on client_ip and rate limits.
+   */
+  get client(): string {
+    if (this.clientAddress === undefined) {
+      const remote = this.remote;
+      const trusted = this.ctx.trusted;
+      this.clientAddress =
+        trusted?.trusts(remote) === true
+          ? trusted.clientOf(remote, this.req.headers["x-forwarded-for"])
+          : remote;
+    }
+    return this.clientAddress;
+  }
+
+  /** Refuse the request with `error` and close the connection after the answer (HTTP/1). */
+  refuse(error: ProxyError): void {
+    this.mustClose = true;
+    this.reply(error);
+  }
+
+  /** Fail the request with 408 when its body stays silent for `ms` (timeouts.client_body). */
+  watchBody(ms: number): void {
+    const req = this.req as ClientRequest & { [kExchange]?: Exchange };
+    req[kExchange] = this;
+    req.setTimeout(ms, onBodyIdle);
+    req.once("end", onBodyEnd);
+  }
+
+  /** @internal The request body was idle too long: answer 408 (or cut the response) and stop the upstream. */
+  bodyIdle(): void {
+    if (this.req.complete || this.logged) return;
+    const error = new ProxyError(
+      "PRT_ERR_CLIENT_TIMEOUT",
+      `request body idle for ${this.ctx.timeouts.clientBody} ms (timeouts.client_body)`,
+    );
+    const controller = this.controller;
+    if (controller && !controller.aborted) {
+      // Its abort comes back through onResponseError: not ours any more.
+      this.abandoned ??= new WeakSet();
+      this.abandoned.add(controller);
+      controller.abort(error);
+    }
+    this.releasePeer();
+    this.refuse(error);
   }
 
   /** The client's side is closed: HTTP/1 responses say so themselves, HTTP/2 ones through their stream. */
@@ -200,6 +284,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     response.on("data", (chunk: Buffer) => {
       bytes += chunk.length;
     });
+    // Before pipeline's own `end` listener, which ends the response.
+    if (this.wantsTrailers) response.once("end", () => this.passTrailers(response.trailers));
     pipeline(response, this.res, (err) => {
       if (err) this.res.destroy();
       this.log(status, bytes, undefined);
@@ -256,8 +342,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
     statusMessage?: string,
   ): void {
-    if (statusCode < 200) return; // 1xx informational: Node answers 100-continue itself
     if (this.abandoned?.has(controller)) return;
+    if (statusCode < 200) {
+      // 1xx: 100 Continue is Node's to answer; 103 Early Hints is passed on. Others are dropped.
+      if (statusCode === 103 && headers.link !== undefined && !this.gone && !this.res.headersSent) {
+        this.res.writeEarlyHints({ link: headers.link });
+      }
+      return;
+    }
     if (statusCode >= 500) this.peerFailed(this.peer as Peer, "5xx", false, `answered ${statusCode}`);
     else (this.peer as Peer).failures = 0;
     if (statusCode >= 502 && statusCode <= 504 && this.group?.upstream.retryOn.includes(statusCode as 502)) {
@@ -279,6 +371,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.closeIfDraining(out);
     // HTTP/2 has no reason phrase (node:http2 warns when given one).
     res.writeHead(statusCode, this.h2 ? undefined : statusMessage || undefined, out);
+    if (bodiless(statusCode) || this.options?.method === "HEAD") {
+      if (statusCode === 204) dropFraming(out);
+      // Ended here: no body is read or passed on, whatever the upstream's headers say (undici
+      // 7 fails a 304 that keeps its Content-Length, RFC 9110 §8.6, when the message ends).
+      this.endedEarly = true;
+      res.end();
+      this.releasePeer();
+      this.log(statusCode, 0, undefined);
+      return;
+    }
     // A body of unknown length may be a stream (SSE) that is slow to start: send the header
     // now. With a Content-Length, Node sends it together with the first chunk (one write).
     if (headers["content-length"] === undefined) res.flushHeaders();
@@ -286,7 +388,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.abandoned?.has(controller)) return;
+    if (this.endedEarly || this.abandoned?.has(controller)) return;
     this.bytes += chunk.length;
     if (!this.res.write(chunk) && this.res.writableLength >= RESPONSE_BUFFER_BYTES) {
       controller.pause();
@@ -297,16 +399,18 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(controller: Dispatcher.DispatchController): void {
-    if (this.abandoned?.has(controller)) return;
+  onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    if (this.endedEarly || this.abandoned?.has(controller)) return;
+    if (trailers && this.wantsTrailers) this.passTrailers(trailers);
     this.res.end();
     this.releasePeer();
     this.log(this.res.statusCode, this.bytes, undefined);
   }
 
   onResponseError(controller: Dispatcher.DispatchController | undefined, err: Error): void {
-    // A response dropped for a retry (see onResponseStart) ends here too: not ours any more.
-    if (controller && this.abandoned?.has(controller)) return;
+    // A response dropped for a retry (see onResponseStart) ends here too: not ours any more;
+    // so does one already ended at its header (a 304 whose Content-Length undici holds to).
+    if (this.endedEarly || (controller && this.abandoned?.has(controller))) return;
     const res = this.res;
     const peer = this.peer as Peer;
     // The client leaving first makes the body stream or the socket fail too: report that as 499.
@@ -336,6 +440,19 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     this.fail(error);
     this.log(res.headersSent ? res.statusCode : error.status, this.bytes, error);
+  }
+
+  /** Send an upstream response's trailers after the body (the client asked with `TE: trailers`). */
+  passTrailers(trailers: Record<string, string | string[] | undefined>): void {
+    const out: Record<string, string | string[]> = {};
+    let any = false;
+    for (const name in trailers) {
+      const value = trailers[name];
+      if (value === undefined || name.charCodeAt(0) === 58) continue;
+      out[name] = value;
+      any = true;
+    }
+    if (any) this.res.addTrailers(out);
   }
 
   /** The client's socket can take more: resume the upstream. */
@@ -441,8 +558,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
       "content-length",
       String(Buffer.byteLength(body)),
     ];
+    const extra = error.headers;
+    if (extra) for (let i = 0; i < extra.length; i++) headers.push(extra[i] as string);
     // A request body we did not read leaves an HTTP/1 connection unusable.
-    if (!this.h2 && (!this.req.complete || this.ctx.isDraining())) headers.push("connection", "close");
+    if (!this.h2 && (this.mustClose || !this.req.complete || this.ctx.isDraining())) {
+      headers.push("connection", "close");
+    }
     res.writeHead(error.status, headers);
     res.end(body);
     if (error.status >= 500)
@@ -458,7 +579,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const target = this.target;
     accessLog.write({
       requestId: this.requestId,
-      remote: this.socket.remoteAddress ?? "",
+      remote: this.client,
       method: this.req.method ?? "",
       host: this.host,
       path: target.length > 2048 ? target.slice(0, 2048) : target,
@@ -470,6 +591,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
       error: error?.code,
       reason: error?.message,
     });
+  }
+}
+
+/** A 204 carries no Content-Length or Transfer-Encoding (RFC 9110 §8.6, RFC 9112 §6.1). */
+function dropFraming(headers: HeaderList): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    const name = headers[i];
+    if (name === "content-length" || name === "transfer-encoding") headers.splice(i, 2);
   }
 }
 

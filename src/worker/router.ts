@@ -127,6 +127,14 @@ export class HostRouter {
     return name ? this.lookup(name.toLowerCase()) : this.fallback;
   }
 
+  /** True when a server on this address names `host` (exact or wildcard): the default server does not count. */
+  serves(host: string): boolean {
+    const name = normalizeHost(host);
+    if (this.exact.has(name)) return true;
+    for (const [suffix] of this.wildcards) if (name.endsWith(suffix)) return true;
+    return false;
+  }
+
   private lookup(host: string): ServerRoutes {
     const exact = this.exact.get(host);
     if (exact) return exact;
@@ -148,23 +156,88 @@ export function normalizeHost(value: string): string {
   return host.endsWith(".") ? host.slice(0, -1) : host;
 }
 
-/**
- * The path of a request target with dot segments resolved and the query split off, so a
- * route for `/admin` also sees `/api/../admin` (nginx normalizes the same way before matching).
- */
-export function splitTarget(target: string): { path: string; query: string } {
-  const q = target.indexOf("?");
-  if (q < 0 && target.charCodeAt(0) === 0x2f && !needsNormalizing(target)) return { path: target, query: "" };
-  let path = q >= 0 ? target.slice(0, q) : target;
-  const query = q >= 0 ? target.slice(q) : "";
-  if (!path.startsWith("/")) path = `/${path}`;
-  if (needsNormalizing(path)) {
-    path = new URL(path.replace(/\/{2,}/g, "/"), "http://x").pathname;
-  }
-  return { path, query };
+/** A request target as routing sees it. */
+export interface Target {
+  /**
+   * The path routes match on (nginx's `$uri`): percent-decoded, dot segments removed
+   * (RFC 3986 §5.2.4) and repeated slashes merged, so every spelling of a path matches the
+   * same route.
+   */
+  path: string;
+  /** `?...` as received, or "". */
+  query: string;
+  /** Path and query as received (origin-form): what the upstream is sent, byte for byte. */
+  origin: string;
+  /** The authority of an absolute-form target (`GET http://host/x`), which wins over Host. */
+  authority: string | undefined;
 }
 
-/** True when a path has dot segments (plain or percent-encoded) or repeated slashes. */
+/** True when a path needs decoding or normalizing (the common path does not). */
 function needsNormalizing(path: string): boolean {
-  return path.includes("/.") || path.includes("%2e") || path.includes("%2E") || path.includes("//");
+  return path.includes("%") || path.includes("/.") || path.includes("//");
+}
+
+/** Parse a request target, or say why it is refused (400). */
+export function parseTarget(target: string): Target | string {
+  let origin = target;
+  let authority: string | undefined;
+  if (target.charCodeAt(0) !== 0x2f) {
+    const m = /^https?:\/\/([^/?#]*)/i.exec(target);
+    if (!m) return `request target '${clip(target)}' is not a path or an http(s) URL`;
+    authority = m[1] as string;
+    const at = authority.lastIndexOf("@");
+    if (at >= 0) return "request target carries user information ('user@host')";
+    if (authority === "") return "absolute request target without a host";
+    origin = target.slice(m[0].length);
+    if (origin === "" || origin.charCodeAt(0) === 0x3f) origin = `/${origin}`;
+  }
+  const q = origin.indexOf("?");
+  const raw = q < 0 ? origin : origin.slice(0, q);
+  const query = q < 0 ? "" : origin.slice(q);
+  if (!needsNormalizing(raw)) return { path: raw, query, origin, authority };
+  const path = normalizePath(raw);
+  if (path.startsWith("!")) return path.slice(1);
+  return { path, query, origin, authority };
+}
+
+/**
+ * Decode percent-escapes, merge slashes and remove dot segments. A refusal comes back as
+ * `!reason` (one string, so the common case allocates nothing more).
+ */
+function normalizePath(raw: string): string {
+  let decoded = raw;
+  if (raw.includes("%")) {
+    if (/%(?![0-9a-fA-F]{2})/.test(raw)) return `!malformed percent-encoding in path '${clip(raw)}'`;
+    const bytes = Buffer.from(
+      raw.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16))),
+      "latin1",
+    );
+    if (bytes.includes(0)) return "!path contains an encoded NUL (%00)";
+    decoded = bytes.toString("utf8");
+  }
+  const out: string[] = [];
+  const segments = decoded.split("/");
+  for (let i = 1; i < segments.length; i++) {
+    const seg = segments[i] as string;
+    const last = i === segments.length - 1;
+    if (seg === "..") {
+      if (out.length === 0) return `!path '${clip(raw)}' climbs above the root`;
+      out.pop();
+      if (last) out.push("");
+    } else if (seg === "." || (seg === "" && !last)) {
+      if (last) out.push("");
+    } else {
+      out.push(seg);
+    }
+  }
+  return `/${out.join("/")}`;
+}
+
+/** A normalized path as a request target path again (for a route that rewrites it). */
+export function encodePath(path: string): string {
+  return encodeURI(path).replace(/[?#]/g, (c) => (c === "?" ? "%3F" : "%23"));
+}
+
+function clip(text: string): string {
+  return text.length > 100 ? `${text.slice(0, 100)}...` : text;
 }

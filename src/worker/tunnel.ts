@@ -24,7 +24,7 @@ export function isWebSocketUpgrade(upgrade: string | undefined): boolean {
 }
 
 /** `host` and `port` of a peer address (`10.0.0.5:8080`, `[::1]:8080`). */
-function hostPort(address: string): { host: string; port: number } {
+export function hostPort(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(":");
   const host = address.slice(0, colon);
   return { host: host.startsWith("[") ? host.slice(1, -1) : host, port: Number(address.slice(colon + 1)) };

@@ -48,6 +48,8 @@ describe("defaults", () => {
       upstreamHeader: 60_000,
       upstreamBody: 60_000,
       clientKeepalive: 75_000,
+      clientHeader: 10_000,
+      clientBody: 60_000,
       upstreamKeepalive: 4_000,
       shutdown: 30_000,
       drainGrace: 1_000,
@@ -81,7 +83,12 @@ describe("defaults", () => {
     expect(server?.exactNames).toEqual([]);
     expect(server?.wildcardNames).toEqual([]);
     expect(server?.isDefault).toBe(false);
-    expect(server?.maxRequestBody).toBe(0);
+    expect(server?.limits).toEqual({
+      maxUrl: 8192,
+      maxHeaderSize: 32768,
+      maxHeaders: 100,
+      maxRequestBody: 0,
+    });
     expect(server?.routes[0]).toMatchObject({
       match: { kind: "prefix", path: "/" },
       action: { kind: "return", status: 204, body: "", contentType: "text/plain; charset=utf-8" },
@@ -150,7 +157,7 @@ describe("defaults", () => {
     ]);
     expect(server?.exactNames).toEqual(["example.com"]);
     expect(server?.wildcardNames).toEqual([".example.com"]);
-    expect(server?.maxRequestBody).toBe(10 * 1024 * 1024);
+    expect(server?.limits.maxRequestBody).toBe(10 * 1024 * 1024);
     expect(server?.routes[0]?.match).toEqual({
       kind: "regex",
       source: "^/img/.*\\.png$",

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/load.js";
-import { HostRouter, normalizeHost, splitTarget } from "../../src/worker/router.js";
+import { HostRouter, normalizeHost, parseTarget } from "../../src/worker/router.js";
 
 function router(yaml: string): HostRouter {
   const { config, issues } = parseConfig(yaml, "test.yaml");
@@ -75,11 +75,51 @@ describe("path routing", () => {
 });
 
 describe("request targets", () => {
-  it("splits the query and resolves dot segments", () => {
-    expect(splitTarget("/a/b?x=1")).toEqual({ path: "/a/b", query: "?x=1" });
-    expect(splitTarget("/a/../b")).toEqual({ path: "/b", query: "" });
-    expect(splitTarget("/a/%2e%2e/b?q")).toEqual({ path: "/b", query: "?q" });
-    expect(splitTarget("//a//b")).toEqual({ path: "/a/b", query: "" });
+  const path = (t: string) => {
+    const parsed = parseTarget(t);
+    return typeof parsed === "string" ? `refused: ${parsed}` : parsed.path;
+  };
+
+  it("splits the query and keeps the target as received", () => {
+    expect(parseTarget("/a/../b?x=/../1")).toEqual({
+      path: "/b",
+      query: "?x=/../1",
+      origin: "/a/../b?x=/../1",
+      authority: undefined,
+    });
+  });
+
+  it("decodes, removes dot segments and merges slashes, as nginx's $uri", () => {
+    expect(path("/a/b")).toBe("/a/b");
+    expect(path("/a/../b")).toBe("/b");
+    expect(path("/a/%2e%2e/b")).toBe("/b");
+    expect(path("/a/%2E./b")).toBe("/b");
+    expect(path("//a//b")).toBe("/a/b");
+    expect(path("/%61dmin")).toBe("/admin");
+    expect(path("/x%2F..%2Fadmin")).toBe("/admin");
+    expect(path("/a/./b/.")).toBe("/a/b/");
+    expect(path("/a/b/..")).toBe("/a/");
+    expect(path("/caf%C3%A9")).toBe("/café");
+  });
+
+  it("refuses targets that climb above the root or are malformed", () => {
+    expect(path("/../etc/passwd")).toMatch(/^refused: .*climbs above the root/);
+    expect(path("/a/%2e%2e/%2e%2e/b")).toMatch(/climbs above the root/);
+    expect(path("/a%zz")).toMatch(/malformed percent-encoding/);
+    expect(path("/a%00b")).toMatch(/NUL/);
+    expect(path("*")).toMatch(/not a path or an http\(s\) URL/);
+    expect(path("http://user@a.test/")).toMatch(/user information/);
+  });
+
+  it("takes the authority of an absolute-form target", () => {
+    expect(parseTarget("http://A.test:8080/x/../y?q")).toEqual({
+      path: "/y",
+      query: "?q",
+      origin: "/x/../y?q",
+      authority: "A.test:8080",
+    });
+    expect(parseTarget("https://a.test")).toMatchObject({ path: "/", origin: "/", authority: "a.test" });
+    expect(parseTarget("http://a.test?q")).toMatchObject({ path: "/", query: "?q", origin: "/?q" });
   });
 
   it("normalizes Host values", () => {
