@@ -28,6 +28,8 @@ interface ConnectionState {
   tracker: ConnectionTracker;
   /** Requests received on this connection whose response is not over. */
   busy: number;
+  /** Requests received on this connection in all. */
+  served: number;
   /** When the connection last became idle (ms, monotonic). */
   idleSince: number;
   /** `socket.bytesRead` at that moment: more means a request is arriving. */
@@ -57,7 +59,7 @@ export class ConnectionTracker {
   private readonly sessions = new Set<Http2Session>();
   private readonly onConnection = (socket: TrackedSocket) => {
     const h2 = (socket as TLSSocket).alpnProtocol === "h2";
-    socket[kState] = { tracker: this, busy: 0, idleSince: performance.now(), bytesAtIdle: 0, h2 };
+    socket[kState] = { tracker: this, busy: 0, served: 0, idleSince: performance.now(), bytesAtIdle: 0, h2 };
     this.connections.add(socket);
     socket.on("close", onSocketClose);
   };
@@ -99,11 +101,23 @@ export class ConnectionTracker {
     return this.openTunnels;
   }
 
-  /** A request arrived on `socket`; `requestEnded(socket)` must follow once its response is over. */
-  requestStarted(socket: Socket): void {
+  /**
+   * Requests (HTTP/1) one connection may carry (limits.max_requests_per_connection; 0 = no
+   * limit). Node's own maxRequestsPerSocket answers the one after the last with 503 and
+   * leaves the connection open; the response to the last one says `Connection: close` here.
+   */
+  maxRequests = 0;
+
+  /**
+   * A request arrived on `socket`; `requestEnded(socket)` must follow once its response is
+   * over. True when it is the last the connection may carry.
+   */
+  requestStarted(socket: Socket): boolean {
     this.requests++;
     const state = (socket as TrackedSocket)[kState];
-    if (state) state.busy++;
+    if (!state) return false;
+    state.busy++;
+    return ++state.served === this.maxRequests;
   }
 
   /** The response of a request on `socket` is over (sent, or the client went away). */

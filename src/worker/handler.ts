@@ -123,6 +123,10 @@ function serve(
   upgradeHead: Buffer | undefined,
 ): void {
   const req = x.req;
+  if (x.behindRefusal) {
+    x.drop();
+    return;
+  }
   if (x.h2) {
     const malformed = malformedH2(req);
     if (malformed) {

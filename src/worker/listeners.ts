@@ -172,7 +172,7 @@ function http1Settings(
 ): void {
   // Read by node:http when the server starts listening / a connection comes: set before both.
   const s = server as http.Server & { connectionsCheckingInterval: number; maxHeaderSize: number };
-  const { timeouts, limits } = shared.config;
+  const { timeouts } = shared.config;
   s.keepAliveTimeout = timeouts.clientKeepalive;
   s.requestTimeout = 0;
   // The whole request head within client_header (slowloris), checked every 250 ms at most.
@@ -183,7 +183,6 @@ function http1Settings(
   // so "too many" is seen rather than silently cut.
   s.maxHeaderSize = Math.max(...group.servers.map((sv) => sv.limits.maxHeaderSize));
   s.maxHeadersCount = Math.max(...group.servers.map((sv) => sv.limits.maxHeaders)) + 1;
-  s.maxRequestsPerSocket = limits.maxRequestsPerConnection;
   server.on("upgrade", onUpgrade(handler));
   server.on("clientError", onClientError(shared.ctx));
   server.on("connect", onConnect);
@@ -329,6 +328,7 @@ export async function openListeners(
     tls: material.tls,
     ticketKey: Buffer.from(material.ticketKey, "base64"),
   };
+  ctx.connections.maxRequests = config.limits.maxRequestsPerConnection;
   const serverIndex = new Map(config.servers.map((s, i) => [s, i]));
   const plainRouters: HostRouter[] = [];
   /** `host|port` as configured -> the port bound (differs for port 0). */

@@ -67,6 +67,8 @@ function nothingSent(error: ProxyError): boolean {
 const RESPONSE_BUFFER_BYTES = 256 * 1024;
 
 const kExchange = Symbol("portico.exchange");
+/** On an HTTP/1 socket: a response said `Connection: close` after a refusal; pipelined requests behind it are not served. */
+const kClosing = Symbol("portico.closing");
 /** A client request: HTTP/1.x, or an HTTP/2 stream through node:http2's compatibility API. */
 export type ClientRequest = IncomingMessage | Http2ServerRequest;
 /**
@@ -169,7 +171,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.target = req.url ?? "/";
     const te = headers.te;
     this.wantsTrailers = te !== undefined && String(te).toLowerCase().includes("trailers");
-    ctx.connections.requestStarted(this.socket);
+    const socket = this.socket as Socket & { [kClosing]?: boolean };
+    this.behindRefusal = socket[kClosing] === true;
+    // The last request a connection may carry closes it, as one refused does.
+    if (ctx.connections.requestStarted(socket) && !this.h2) {
+      this.mustClose = true;
+      socket[kClosing] = true;
+    }
     req.on("error", ignoreError);
     res.on("error", ignoreError);
     this.res[kExchange] = this;
@@ -208,6 +216,22 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.reply(error);
   }
 
+  /**
+   * An earlier request on this HTTP/1 connection was refused and the connection is closing:
+   * requests pipelined behind it (which Node parses and hands over at once) get no answer.
+   */
+  readonly behindRefusal: boolean;
+
+  /**
+   * Leave this request unanswered (it is behind a refusal): its response waits in Node's
+   * queue behind the closing one and may never report `close`, so it stops counting now.
+   */
+  drop(): void {
+    this.logged = true;
+    this.res[kExchange] = undefined;
+    this.ctx.connections.requestEnded(this.socket);
+  }
+
   /** Fail the request with 408 when its body stays silent for `ms` (timeouts.client_body). */
   watchBody(ms: number): void {
     const req = this.req as ClientRequest & { [kExchange]?: Exchange };
@@ -244,7 +268,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
    * (the worker sends GOAWAY instead).
    */
   private closeIfDraining(headers: HeaderList): void {
-    if (!this.h2 && this.ctx.isDraining()) headers.push("connection", "close");
+    if (!this.h2 && (this.mustClose || this.ctx.isDraining())) headers.push("connection", "close");
   }
 
   /** Refuse a malformed HTTP/2 request with RST_STREAM PROTOCOL_ERROR (RFC 9113 §8.1.1) and log it. */
@@ -368,11 +392,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.gone) return;
     const edits = this.responseEdits as CompiledEdits;
     const out = appendSet(copyHeaders(headers, edits, []), edits);
+    if (statusCode === 204) dropFraming(out);
     this.closeIfDraining(out);
     // HTTP/2 has no reason phrase (node:http2 warns when given one).
     res.writeHead(statusCode, this.h2 ? undefined : statusMessage || undefined, out);
     if (bodiless(statusCode) || this.options?.method === "HEAD") {
-      if (statusCode === 204) dropFraming(out);
       // Ended here: no body is read or passed on, whatever the upstream's headers say (undici
       // 7 fails a 304 that keeps its Content-Length, RFC 9110 §8.6, when the message ends).
       this.endedEarly = true;
@@ -560,9 +584,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
     ];
     const extra = error.headers;
     if (extra) for (let i = 0; i < extra.length; i++) headers.push(extra[i] as string);
-    // A request body we did not read leaves an HTTP/1 connection unusable.
-    if (!this.h2 && (this.mustClose || !this.req.complete || this.ctx.isDraining())) {
+    // A request body we did not read leaves an HTTP/1 connection unusable; so does a
+    // request refused for its framing or size (what follows it cannot be trusted).
+    const refused = this.mustClose || error.status === 413 || error.status === 408;
+    if (!this.h2 && (refused || !this.req.complete || this.ctx.isDraining())) {
       headers.push("connection", "close");
+      if (refused || !this.req.complete) (this.socket as Socket & { [kClosing]?: boolean })[kClosing] = true;
     }
     res.writeHead(error.status, headers);
     res.end(body);
