@@ -6,6 +6,7 @@
  * request it gets, and a raw TCP backend that answers with canned bytes.
  */
 import http from "node:http";
+import http2 from "node:http2";
 import net, { type AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Backend, startBackend } from "../helpers/backend.js";
@@ -105,6 +106,13 @@ servers:
     routes:
       - path: /
         return: { status: 200, body: "other\\n" }
+  - listen: "127.0.0.2:0 h2c"
+    routes:
+      - path: /raw/
+        upstream: raw
+        strip_prefix: true
+      - path: /
+        upstream: echo
 `);
   port = portico.bound[0]?.port as number;
 });
@@ -280,6 +288,47 @@ describe("upstream responses", () => {
     expect(got.map((s) => s.url)).toEqual(["/with-trailers"]);
     expect(got[0]?.body).toBe("body");
     expect(got[0]?.trailers).toEqual({ "x-digest": "sha-256=abc" });
+  });
+
+  it("over HTTP/2, trailers go both ways", async () => {
+    const h2 = portico.bound.find((b) => b.listen.endsWith(" h2c"));
+    const session = http2.connect(`http://127.0.0.2:${h2?.port}`);
+    try {
+      const response = await new Promise<{ body: string; trailers: http2.IncomingHttpHeaders }>(
+        (resolve, reject) => {
+          const stream = session.request({ ":path": "/raw/trailers", te: "trailers" });
+          let body = "";
+          stream.setEncoding("latin1");
+          stream.on("data", (c: string) => {
+            body += c;
+          });
+          stream.on("trailers", (trailers) => resolve({ body, trailers }));
+          stream.on("end", () => resolve({ body, trailers: {} }));
+          stream.on("error", reject);
+        },
+      );
+      expect(response.body).toBe("hello");
+      expect(response.trailers["x-checksum"]).toBe("abc123");
+
+      const before = seen.length;
+      await new Promise<void>((resolve, reject) => {
+        const stream = session.request(
+          { ":method": "POST", ":path": "/h2-trailers", trailer: "x-digest" },
+          { waitForTrailers: true },
+        );
+        stream.on("wantTrailers", () => stream.sendTrailers({ "x-digest": "sha-256=h2" }));
+        stream.on("response", () => {});
+        stream.resume();
+        stream.on("end", () => resolve());
+        stream.on("error", reject);
+        stream.end("h2 body");
+      });
+      const got = seen.slice(before);
+      expect(got.map((x) => [x.url, x.body])).toEqual([["/h2-trailers", "h2 body"]]);
+      expect(got[0]?.trailers).toEqual({ "x-digest": "sha-256=h2" });
+    } finally {
+      session.close();
+    }
   });
 
   it("a malformed upstream response gets 502, never a part of it", async () => {
