@@ -33,8 +33,8 @@ describe("the shipped conf/portico.yaml", () => {
   it("loads from disk with an absolute Config.file and positions as given", () => {
     const result = loadConfig(shippedPath);
     expect(result.config?.file).toBe(shippedPath);
-    expect(result.config?.servers[0]?.position).toEqual({ file: shippedPath, line: 49, col: 5 });
-    expect(result.config?.servers[0]?.routes[2]?.position).toEqual({ file: shippedPath, line: 62, col: 9 });
+    expect(result.config?.servers[0]?.position).toEqual({ file: shippedPath, line: 63, col: 5 });
+    expect(result.config?.servers[0]?.routes[2]?.position).toEqual({ file: shippedPath, line: 76, col: 9 });
   });
 });
 
