@@ -282,6 +282,7 @@ function act(
   });
   // HTTP/1.1 needs Host: an HTTP/2 request names its authority in :authority instead, and
   // an absolute-form target's authority replaces the Host received (RFC 9112 §3.2.2).
+  if (x.wantsTrailers) headers.push("te", "trailers");
   if (target.authority !== undefined) setHeader(headers, "host", target.authority);
   else if (x.h2 && req.headers.host === undefined && x.host) headers.push("host", x.host);
   const upstreamPath = upstreamTarget(route, target);

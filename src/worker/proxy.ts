@@ -152,8 +152,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private clientAddress?: string;
   /** The connection is closed after the response (a request refused for its framing). */
   private mustClose = false;
-  /** The client sent `TE: trailers`: response trailers are passed on. */
-  private readonly wantsTrailers: boolean;
+  /** The client sent `TE: trailers`: response trailers are passed on (and asked for upstream). */
+  readonly wantsTrailers: boolean;
   /** The response ended at its header (204, 304): undici's end or error that follows is not news. */
   private endedEarly = false;
 

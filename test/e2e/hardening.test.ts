@@ -269,6 +269,11 @@ describe("upstream responses", () => {
   });
 
   it("response trailers reach a client that sent TE: trailers, and only it", async () => {
+    const before = seen.length;
+    const [asked] = await onOneConnection(["/echo-te"], { te: "trailers" });
+    expect(asked?.status).toBe(200);
+    // Portico passes trailers on, so it asks for them upstream too (RFC 9110 §10.1.4).
+    expect(seen.slice(before).map((s) => s.headers.te)).toEqual(["trailers"]);
     const [withTe] = await onOneConnection(["/raw/trailers"], { te: "trailers" });
     expect(withTe?.body).toBe("hello");
     expect(withTe?.trailers).toEqual({ "x-checksum": "abc123" });
