@@ -3,7 +3,7 @@
  * Master and worker never import each other: they meet here. Every message is plain JSON
  * (node:cluster serializes with JSON), tagged by `type`.
  */
-import type { Config } from "./config/types.js";
+import type { Config, RateLimit } from "./config/types.js";
 import type { TlsMaterial } from "./tls/material.js";
 import type { PeerTable } from "./upstream/peer-table.js";
 
@@ -68,6 +68,21 @@ export interface StoppedAcceptingAckMessage {
   type: "stopped-accepting-ack";
 }
 
+/**
+ * Master -> worker: decisions for checks of a `rate-limit-check` (those that went to Redis
+ * may come in a later message). Tuples, not objects: this is on the path of every limited
+ * request, and JSON of arrays is smaller and quicker.
+ */
+export interface RateLimitAnswerMessage {
+  type: "rate-limit-answer";
+  /**
+   * `waitMs` is 0 for a request let through, else the ms until the key's bucket has a token
+   * again: until then the worker refuses that key by itself (tokens only come back with time,
+   * so the master would refuse it too), and a flood of refused requests costs no IPC.
+   */
+  answers: Array<[seq: number, waitMs: number]>;
+}
+
 /** Every message the master sends. */
 export type MasterToWorker =
   | ConfigMessage
@@ -75,7 +90,8 @@ export type MasterToWorker =
   | DrainMessage
   | ReopenLogsMessage
   | StoppedAcceptingAckMessage
-  | TicketKeyMessage;
+  | TicketKeyMessage
+  | RateLimitAnswerMessage;
 
 /** One socket a worker listens on, as bound (port 0 resolved). */
 export interface BoundAddress {
@@ -132,6 +148,34 @@ export interface PeerEjectedMessage {
   reason: string;
 }
 
+/**
+ * Worker -> master: the rate-limit checks of one event-loop turn of a worker (the master owns
+ * the buckets, so a limit holds for the whole instance). Each check asks whether one more
+ * request under `limits[limit]` with bucket key `key` may pass; `seq` (per worker) matches
+ * it to its answer in `rate-limit-answer`.
+ */
+export interface RateLimitCheckMessage {
+  type: "rate-limit-check";
+  /**
+   * Epoch ms after which the worker decides these checks alone: a master that reads the
+   * message later (it was stalled) skips them, so no token goes to a request decided already.
+   */
+  deadline: number;
+  limits: RateLimit[];
+  /** `limit` indexes `limits`; `key` is the bucket key (long keys hashed by the worker). */
+  checks: Array<[seq: number, limit: number, key: string]>;
+}
+
+/**
+ * Worker -> master: the rate-limit decisions this worker applied since its last report, by
+ * limit id (sent at most once a second, and on exit): requests let through, refused, and of
+ * those, decided with the worker's own share because the master did not answer in time.
+ */
+export interface RateLimitCountsMessage {
+  type: "rate-limit-counts";
+  counts: Record<string, { allowed: number; limited: number; alone: number }>;
+}
+
 /** Every message a worker sends. */
 export type WorkerToMaster =
   | BootedMessage
@@ -139,7 +183,9 @@ export type WorkerToMaster =
   | ListenErrorMessage
   | SetupErrorMessage
   | StoppedAcceptingMessage
-  | PeerEjectedMessage;
+  | PeerEjectedMessage
+  | RateLimitCheckMessage
+  | RateLimitCountsMessage;
 
 /** True when `value` looks like a message of this protocol (cluster also carries its own internal messages). */
 export function isMessage<T extends { type: string }>(value: unknown): value is T {

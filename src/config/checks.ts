@@ -9,11 +9,12 @@
 
 import { readFileSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { type Parsed, parseRate, parseRateKey, parseStore } from "../ratelimit/syntax.js";
 import { checkServerName } from "./formats.js";
 import { compileRouteRegex } from "./regex.js";
 import { quoteList, suggestion } from "./suggest.js";
 import type { ConfigIssue } from "./types.js";
-import { parseDuration, parseListenAddress, parseSize } from "./units.js";
+import { parseCidr, parseDuration, parseListenAddress, parseSize } from "./units.js";
 import type { DataPath, SourceDocument } from "./yaml-source.js";
 
 type Data = Record<string, unknown>;
@@ -28,6 +29,23 @@ const ACTIONS = ["upstream", "return", "redirect"] as const;
 
 /** Variables a redirect target may contain (nginx names). */
 export const REDIRECT_VARIABLES = ["scheme", "host", "request_uri", "uri", "args"] as const;
+
+/**
+ * A route's `rate_limit`: the rate (`100/s`, `30/m`), the key and the store URL, each with
+ * the value's position and what to write instead. A Redis store is only checked as a URL
+ * here: Redis down is a warning at run time, never a refused config.
+ */
+function checkRateLimit(limit: Data, path: DataPath, source: SourceDocument): ConfigIssue[] {
+  const { rate, key, store } = limit;
+  const problems: Array<[string, Parsed<unknown> | undefined]> = [
+    ["rate", typeof rate === "string" || typeof rate === "number" ? parseRate(rate) : undefined],
+    ["key", typeof key === "string" ? parseRateKey(key) : undefined],
+    ["store", typeof store === "string" ? parseStore(store) : undefined],
+  ];
+  return problems.flatMap(([name, parsed]) =>
+    parsed?.ok === false ? [source.issue(source.valueAt([...path, name]), parsed.error)] : [],
+  );
+}
 
 /** Checks one route: matcher/action counts, option combinations, regex, upstream, redirect. */
 function checkRoute(
@@ -104,6 +122,8 @@ function checkRoute(
         : "; no upstreams are defined: add it under 'upstreams:'";
     issues.push(source.issue(value("upstream"), `upstream '${route.upstream}' is not defined${tail}`));
   }
+  if (isRecord(route.rate_limit))
+    issues.push(...checkRateLimit(route.rate_limit, [...path, "rate_limit"], source));
   const redirect = route.redirect;
   if (isRecord(redirect) && typeof redirect.to === "string") {
     for (const [, name] of redirect.to.matchAll(/\$([A-Za-z_][A-Za-z0-9_]*)/g)) {
@@ -303,6 +323,46 @@ function checkHttp2(http2: Data, source: SourceDocument): ConfigIssue[] {
       `http2.max_header_list_size of ${parsed.value} bytes is too small for a browser's request headers: use at least 1k (default 32k)`,
     ),
   ];
+}
+
+/** Smallest sensible request limits (the schema's minimums apply to integers only; sizes may be strings). */
+const LIMIT_MINIMUMS: Record<string, number> = { max_url: 16, max_header_size: 1024 };
+
+/** Request limits written as sizes below their minimum, at the top level and per server. */
+function checkLimitSizes(limits: Data, path: DataPath, source: SourceDocument): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  for (const [key, min] of Object.entries(LIMIT_MINIMUMS)) {
+    const value = limits[key];
+    const parsed = typeof value === "string" || typeof value === "number" ? parseSize(value) : undefined;
+    if (parsed?.ok && parsed.value < min) {
+      issues.push(
+        source.issue(
+          source.valueAt([...path, key]),
+          `${key} of ${parsed.value} bytes is too small: use at least ${min} bytes (default ${key === "max_url" ? "8k" : "32k"})`,
+        ),
+      );
+    }
+  }
+  return issues;
+}
+
+/** `trusted_proxies` that trust everyone: any client could then claim any address. */
+function checkTrustedProxies(list: unknown[], source: SourceDocument): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  list.forEach((entry, i) => {
+    if (typeof entry !== "string") return;
+    const parsed = parseCidr(entry);
+    if (parsed.ok && parsed.value.prefix === 0) {
+      issues.push(
+        source.issue(
+          source.valueAt(["trusted_proxies", i]),
+          `trusted_proxies '${entry}' trusts every address: any client can then set its own address with X-Forwarded-For; list only your load balancers`,
+          "warning",
+        ),
+      );
+    }
+  });
+  return issues;
 }
 
 /** An upstream's `tls`: cert with key, readable PEM files, and a warning for verify: false. */
@@ -555,6 +615,11 @@ export function semanticIssues(data: unknown, source: SourceDocument): ConfigIss
     });
   });
   issues.push(...checkServerCollisions(servers, source));
+  if (isRecord(data.limits)) issues.push(...checkLimitSizes(data.limits, ["limits"], source));
+  servers.forEach((server, i) => {
+    if (isRecord(server)) issues.push(...checkLimitSizes(server, ["servers", i], source));
+  });
+  issues.push(...checkTrustedProxies(listOf(data.trusted_proxies), source));
   issues.push(...checkTls(servers, source));
   if (isRecord(data.http2)) issues.push(...checkHttp2(data.http2, source));
   if (isRecord(data.upstreams)) {

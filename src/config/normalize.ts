@@ -7,6 +7,7 @@
 import { isIP } from "node:net";
 import { availableParallelism } from "node:os";
 import { dirname, resolve } from "node:path";
+import { parseRate, parseRateKey } from "../ratelimit/syntax.js";
 import type {
   AddressFamily,
   BalancePolicy,
@@ -17,6 +18,7 @@ import type {
   Limits,
   ListenAddress,
   LogConfig,
+  RateLimit,
   RequestLimits,
   Route,
   RouteAction,
@@ -56,6 +58,7 @@ interface RawRoute {
   redirect?: { to: string; status: number };
   request_headers: RawHeaderEdits;
   response_headers: RawHeaderEdits;
+  rate_limit?: { rate: string | number; burst: number; key: string; store: string };
 }
 interface RawTls {
   certificates: Array<{ cert: string; key?: string }>;
@@ -190,6 +193,18 @@ function routeAction(raw: RawRoute): RouteAction {
   return { kind: "redirect", status: redirect.status, to: redirect.to };
 }
 
+/** A route's `rate_limit`, with the route's position as its id (the same in every worker). */
+function rateLimit(raw: RawRoute["rate_limit"], id: string): RateLimit | undefined {
+  if (raw === undefined) return undefined;
+  return {
+    id,
+    rate: valid(parseRate(raw.rate)),
+    burst: raw.burst,
+    key: valid(parseRateKey(raw.key)),
+    store: raw.store.trim(),
+  };
+}
+
 function listenAddress(entry: string | number): ListenAddress {
   return { ...valid(parseListenAddress(entry)), text: String(entry).trim() };
 }
@@ -259,7 +274,7 @@ function server(
         action: routeAction(route),
         requestHeaders: headerEdits(route.request_headers),
         responseHeaders: headerEdits(route.response_headers),
-        rateLimit: undefined,
+        rateLimit: rateLimit(route.rate_limit, `servers[${String(path[1])}].routes[${i}]`),
         position: position([...path, "routes", i]),
       }),
     ),

@@ -123,6 +123,39 @@ const routeSchema: JsonSchema = {
     },
     request_headers: headerEdits("Header edits applied to the request before it is forwarded upstream."),
     response_headers: headerEdits("Header edits applied to the response before it is sent to the client."),
+    rate_limit: {
+      description:
+        "Limit the requests this route takes per key (a token bucket, as nginx's limit_req ... nodelay): over it, 429 with Retry-After. The rate holds for the whole instance (every worker together), or for every instance sharing the Redis of `store`. Default: no limit.",
+      type: "object",
+      additionalProperties: false,
+      required: ["rate"],
+      properties: {
+        rate: {
+          description:
+            "Requests let through per second or per minute, on average: 100/s, 30/m (nginx's 100r/s also works). Required.",
+          type: ["string", "number"],
+        },
+        burst: {
+          description:
+            "Requests let through at once above the rate (nginx's burst): with 0, one request per 1/rate seconds; with 50, 51 at once, then the rate. An integer >= 0. Default: 0.",
+          type: "integer",
+          minimum: 0,
+          default: 0,
+        },
+        key: {
+          description:
+            "What is counted apart: client_ip (each client address, after trusted_proxies) or header:NAME (each value of that request header; requests without it share one bucket). Default: client_ip.",
+          type: "string",
+          default: "client_ip",
+        },
+        store: {
+          description:
+            "Where the buckets are kept: local (this instance: the master holds them for every worker), or a Redis server shared by every instance pointing at it: redis://[user:password@]host[:port][/db] or unix:///path/to/redis.sock[?db=N]. Redis down or slow (50 ms) is never a failed request: the instance falls back to its local buckets and says so in the log. Default: local.",
+          type: "string",
+          default: "local",
+        },
+      },
+    },
   },
 };
 
@@ -218,12 +251,12 @@ const requestLimits = (
   return {
     max_url: size(
       `Longest request target (the URL in the request line), in bytes or with a unit; longer gets 414.${d("max_url")}`,
-      16,
+      0, // the smallest sensible value is checked in checks.ts, with its own message
       defaults?.max_url,
     ),
     max_header_size: size(
       `Largest request head (request line and header fields), in bytes or with a unit; larger gets 431.${d("max_header_size")}`,
-      1024,
+      0,
       defaults?.max_header_size,
     ),
     max_headers: {

@@ -41,7 +41,9 @@ interface Slot {
  * reason: a worker could not listen or exited before the generation was ready; the caller
  * kills the generation); `listen-error` (a respawned worker could not listen); `empty`
  * (every worker exited after `drain` or `kill`); `peer-ejected` (a worker's passive health
- * ejected a peer: the message and the worker's pid).
+ * ejected a peer: the message and the worker's pid); `rate-limit-check` (a worker's checks
+ * and the function that sends it the answers); `rate-limit-counts` (the decisions a worker
+ * applied).
  */
 export class Generation extends EventEmitter {
   readonly number: number;
@@ -161,6 +163,13 @@ export class Generation extends EventEmitter {
       this.log.error({ generation: this.number, slot: slot.index }, `worker setup failed: ${msg.message}`);
     } else if (msg.type === "peer-ejected") {
       this.emit("peer-ejected", msg, slot.worker?.process.pid);
+    } else if (msg.type === "rate-limit-check") {
+      const worker = slot.worker;
+      this.emit("rate-limit-check", msg, (answer: MasterToWorker) => {
+        if (worker?.isConnected()) worker.send(answer);
+      });
+    } else if (msg.type === "rate-limit-counts") {
+      this.emit("rate-limit-counts", msg);
     }
   }
 

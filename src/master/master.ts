@@ -9,8 +9,16 @@ import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { formatIssue, loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
-import type { BoundAddress, ListenErrorMessage, PeerEjectedMessage } from "../ipc.js";
+import type {
+  BoundAddress,
+  ListenErrorMessage,
+  PeerEjectedMessage,
+  RateLimitAnswerMessage,
+  RateLimitCheckMessage,
+  RateLimitCountsMessage,
+} from "../ipc.js";
 import { createLogger, type Logger, reopenLogFiles } from "../observability/logger.js";
+import { RateLimitService } from "../ratelimit/service.js";
 import { prepareTls, type TlsMaterial } from "../tls/material.js";
 import { TicketKeys } from "../tls/ticket-keys.js";
 import { Discovery } from "../upstream/discovery.js";
@@ -80,6 +88,8 @@ class Master {
   private trackedConfigs: Config[] = [];
   /** TLS session ticket key shared by every worker of every generation. */
   private readonly ticketKeys = new TicketKeys();
+  /** Rate-limit buckets, Redis stores and counters: one per instance, outliving reloads. */
+  readonly rateLimits: RateLimitService;
 
   constructor(configFile: string, config: Config) {
     this.configFile = configFile;
@@ -87,6 +97,7 @@ class Master {
     this.log = createLogger(config.log.error, config.log.level, { role: "master" });
     this.discovery = new Discovery(config.dns, this.log);
     this.health = new HealthChecker(this.log);
+    this.rateLimits = new RateLimitService(this.log);
     this.discovery.on("change", () => {
       // New or departed peers are checked (or forgotten) before workers hear of them.
       this.health.update(this.trackedConfigs, this.discovery.table);
@@ -133,6 +144,7 @@ class Master {
     this.trackedConfigs = configs;
     this.discovery.setConfigs(configs);
     this.health.update(configs, this.discovery.table);
+    this.rateLimits.setConfigs(configs);
   }
 
   /**
@@ -272,6 +284,20 @@ class Master {
         "a worker ejected a peer",
       );
     });
+    generation.on(
+      "rate-limit-check",
+      (msg: RateLimitCheckMessage, reply: (answer: RateLimitAnswerMessage) => void) => {
+        try {
+          this.rateLimits.handle(msg, reply);
+        } catch (err) {
+          // Unanswered checks are decided by the worker after its bound: never a failed request.
+          this.log.error({ err }, "rate limits: a worker's check could not be decided");
+        }
+      },
+    );
+    generation.on("rate-limit-counts", (msg: RateLimitCountsMessage) =>
+      this.rateLimits.addCounts(msg.counts),
+    );
     generation.on("listen-error", (err: ListenErrorMessage) =>
       this.log.error(
         { generation: generation.number, listen: err.listen },
@@ -396,6 +422,7 @@ class Master {
       this.log = createLogger(config.log.error, config.log.level, { role: "master" });
       this.discovery.setLogger(this.log);
       this.health.setLogger(this.log);
+      this.rateLimits.setLogger(this.log);
     }
     if (old.pidFile !== config.pidFile) {
       try {
@@ -463,6 +490,7 @@ class Master {
     void this.discovery.stop();
     this.health.stop();
     this.ticketKeys.stop();
+    void this.rateLimits.stop();
     removePidFile(this.config.pidFile, process.pid);
     this.log.info({ code }, "portico stopped");
     this.log.flush();

@@ -17,8 +17,9 @@ import {
 import type { PeerTable } from "../upstream/peer-table.js";
 import { UpstreamGroup } from "../upstream/upstream-group.js";
 import { ConnectionTracker } from "./connections.js";
+import { TrustedProxies } from "./forwarded.js";
 import { ListenError, type Listener, openListeners } from "./listeners.js";
-import { noRateLimits } from "./rate-limit.js";
+import { MasterRateLimits } from "./rate-limit.js";
 import { RetryBudget } from "./retry-budget.js";
 
 function send(message: WorkerToMaster): void {
@@ -48,6 +49,8 @@ class Worker {
   private exiting = false;
   /** Settled by the master's `stopped-accepting-ack`. */
   private readonly acceptingStopped = deferred();
+  /** Rate limits: decided by the master (instance-wide), by this worker's share when it is slow. */
+  readonly rateLimits: MasterRateLimits;
 
   constructor(msg: ConfigMessage) {
     this.config = msg.config;
@@ -69,6 +72,13 @@ class Worker {
       }
     }
     this.via = `1.1 ${msg.instanceId}`;
+    this.rateLimits = new MasterRateLimits({
+      // With a callback, a channel that closed meanwhile is an error passed to it, not thrown.
+      send: (m) => process.send?.(m, undefined, {}, () => {}) ?? false,
+      connected: () => process.connected === true,
+      workers: msg.config.workers,
+      log: this.log,
+    });
     this.tls = msg.tls;
     this.ticketKey = msg.ticketKey;
   }
@@ -88,7 +98,11 @@ class Worker {
           timeouts: this.config.timeouts,
           retries: new RetryBudget(),
           ejected: (upstream, peer, ms, reason) => send({ type: "peer-ejected", upstream, peer, ms, reason }),
-          rateLimits: noRateLimits,
+          rateLimits: this.rateLimits,
+          trusted:
+            this.config.trustedProxies.length > 0
+              ? new TrustedProxies(this.config.trustedProxies)
+              : undefined,
         },
         { tls: this.tls, ticketKey: this.ticketKey },
         this.listeners,
@@ -183,6 +197,7 @@ class Worker {
       Promise.all([...this.upstreams.values()].map((u) => u.close())),
       new Promise((r) => setTimeout(r, 1000)),
     ]);
+    this.rateLimits.report();
     this.log.info("worker exiting");
     await Promise.race([flushLogFiles(), new Promise((r) => setTimeout(r, 500))]);
     process.exit(0);
@@ -207,6 +222,8 @@ process.on("message", (msg: unknown) => {
     worker?.setTicketKey(msg.key);
   } else if (msg.type === "reopen-logs") {
     worker?.reopenLogs();
+  } else if (msg.type === "rate-limit-answer") {
+    worker?.rateLimits.onAnswer(msg);
   }
 });
 

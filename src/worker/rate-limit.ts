@@ -3,15 +3,15 @@
  * pass. The master owns the buckets (so a limit holds for the whole instance, not once per
  * worker): the checks of one event-loop turn go to it in one IPC message, matched to their
  * answers by sequence number. When the master does not answer within a short bound (busy,
- * stalled, gone), the worker decides with its own share of the limit (rate/N, burst/N for N
- * workers) and counts it, so a slow master never fails or stalls a request for long.
+ * stalled, gone), the worker decides with its own share of the limit (rate/N and
+ * (burst + 1)/N tokens for N workers) and counts it, so a slow master never fails a request
+ * nor holds it longer than that bound.
  */
 import type { RateLimit } from "../config/types.js";
 import type { RateLimitAnswerMessage, RateLimitCheckMessage, WorkerToMaster } from "../ipc.js";
 import type { Logger } from "../observability/logger.js";
 import { TokenBucketTable } from "../ratelimit/bucket-table.js";
-import { bucketKey, bucketSpace, workerShare } from "../ratelimit/limit.js";
-import { REDIS_TIMEOUT_MS } from "../ratelimit/redis-store.js";
+import { bucketKey, bucketSpace, REDIS_TIMEOUT_MS, workerShare } from "../ratelimit/limit.js";
 
 /** The answer for one request. */
 export interface RateDecision {
@@ -34,24 +34,80 @@ export const noRateLimits: RateLimits = { check: () => ALLOW };
 export const MASTER_ANSWER_MS = 50;
 /** The same for a Redis limit: the master itself may wait up to REDIS_TIMEOUT_MS for Redis. */
 export const MASTER_ANSWER_REDIS_MS = MASTER_ANSWER_MS + REDIS_TIMEOUT_MS;
-/** How often decisions made alone are reported to the master's counters, and logged at most. */
+/** How often the decisions applied are reported to the master's counters. */
 const REPORT_MS = 1_000;
+/** Deciding alone is logged at most this often (with the count since the last line). */
 const LOG_EVERY_MS = 10_000;
 /** Buckets a worker keeps for its own decisions (only used while the master is slow). */
 const FALLBACK_KEYS = 10_000;
+/** Keys a worker remembers the master refused, until their next token (see `refusedUntil`). */
+const REFUSED_KEYS = 10_000;
+
+/** Decisions applied under one limit. */
+export interface LimitCounts {
+  allowed: number;
+  limited: number;
+  /** Of those, decided with this worker's share because the master did not answer in time. */
+  alone: number;
+}
 
 interface Pending {
   limit: RateLimit;
   key: string;
+  /** Space and key: what `refusedUntil` is keyed by. */
+  bucket: string;
   resolve: (decision: RateDecision) => void;
-  /** Set once sent. */
-  batch?: Batch;
 }
 
+/** Checks sent in one message, and until when (ms) the master has to answer them. */
 interface Batch {
   seqs: number[];
-  left: number;
-  timer?: NodeJS.Timeout;
+  deadline: number;
+}
+
+/**
+ * Batches waiting for answers, oldest first, all with the same bound (so deadlines come in
+ * order), under one timer armed for the oldest: no timer call per request.
+ */
+class Deadlines {
+  private readonly batches: Batch[] = [];
+  private head = 0;
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    readonly boundMs: number,
+    private readonly expire: (batch: Batch) => void,
+  ) {}
+
+  add(seqs: number[]): void {
+    this.batches.push({ seqs, deadline: performance.now() + this.boundMs });
+    if (!this.timer) this.arm();
+  }
+
+  private arm(): void {
+    const first = this.batches[this.head];
+    if (!first) return;
+    this.timer = setTimeout(() => this.fire(), Math.max(0, first.deadline - performance.now()));
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    for (
+      let batch = this.batches[this.head];
+      batch && batch.deadline <= now;
+      batch = this.batches[this.head]
+    ) {
+      this.head++;
+      this.expire(batch);
+    }
+    // Drop what is behind the head now and then, not on every fire.
+    if (this.head > 1024 || this.head === this.batches.length) {
+      this.batches.splice(0, this.head);
+      this.head = 0;
+    }
+    this.arm();
+  }
 }
 
 /** The limiter of one worker: the master decides; the worker's share when it is too slow. */
@@ -63,11 +119,24 @@ export class MasterRateLimits implements RateLimits {
   private nextSeq = 1;
   private readonly pending = new Map<number, Pending>();
   /** Checks of this event-loop turn, sent together by `flush`. */
-  private queue: Array<{ seq: number; limit: RateLimit; key: string }> = [];
+  private queue: number[] = [];
   private flushScheduled = false;
+  private readonly localDeadlines = new Deadlines(MASTER_ANSWER_MS, (b) => this.expire(b));
+  private readonly redisDeadlines = new Deadlines(MASTER_ANSWER_REDIS_MS, (b) => this.expire(b));
   private readonly fallback = new TokenBucketTable({ maxKeys: FALLBACK_KEYS });
-  /** Decisions made alone since the last report, by limit id. */
-  private unreported = new Map<string, { allowed: number; limited: number }>();
+  /**
+   * Bucket -> `performance.now()` before which it has no token, as the master last said. Tokens
+   * only come back with time (no worker or instance can add one), so until then the master
+   * would refuse the key too: the worker refuses it by itself, and a client flooding a limited
+   * route costs one IPC round trip per token, not per request.
+   */
+  private readonly refusedUntil = new Map<string, number>();
+  /** `bucketSpace` of each limit object (frozen config: one per route). */
+  private readonly spaces = new WeakMap<RateLimit, string>();
+  /** This worker's decisions, by limit id, since it started (for its metrics). */
+  readonly counts = new Map<string, LimitCounts>();
+  /** The same since the last report to the master. */
+  private unreported = new Map<string, LimitCounts>();
   private reportTimer?: NodeJS.Timeout;
   private aloneSinceLog = 0;
   private lastLog = 0;
@@ -89,12 +158,30 @@ export class MasterRateLimits implements RateLimits {
   }
 
   check(limit: RateLimit, key: string): Promise<RateDecision> {
-    const bucket = bucketKey(key);
-    if (!this.connected()) return Promise.resolve(this.decideAlone(limit, bucket));
+    const hashed = bucketKey(key);
+    let space = this.spaces.get(limit);
+    if (space === undefined) {
+      space = bucketSpace(limit);
+      this.spaces.set(limit, space);
+    }
+    const bucket = `${space}\n${hashed}`;
+    const until = this.refusedUntil.get(bucket);
+    if (until !== undefined) {
+      const waitMs = until - performance.now();
+      if (waitMs > 0) {
+        this.count(limit, false, false);
+        // Settled after the current parse: the handler must not answer from inside node:http's
+        // `request` event, where a GET's `req.complete` is still false (and the 429 would
+        // close the connection as if a request body had been left unread).
+        return Promise.resolve({ allowed: false, retryAfterSec: Math.ceil(waitMs / 1000) });
+      }
+      this.refusedUntil.delete(bucket);
+    }
+    if (!this.connected()) return Promise.resolve(this.decideAlone(limit, hashed));
     return new Promise((resolve) => {
       const seq = this.nextSeq++;
-      this.queue.push({ seq, limit, key: bucket });
-      this.pending.set(seq, { limit, key: bucket, resolve });
+      this.queue.push(seq);
+      this.pending.set(seq, { limit, key: hashed, bucket, resolve });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // After the I/O of this turn: every request parsed in it goes in one message.
@@ -105,49 +192,60 @@ export class MasterRateLimits implements RateLimits {
 
   private flush(): void {
     this.flushScheduled = false;
-    const queue = this.queue;
+    const seqs = this.queue;
     this.queue = [];
-    if (queue.length === 0) return;
     const limits: RateLimit[] = [];
-    const index = new Map<RateLimit, number>();
-    const batch: Batch = { seqs: [], left: queue.length };
-    let bound = MASTER_ANSWER_MS;
-    const checks = queue.map(({ seq, limit, key }) => {
-      let i = index.get(limit);
-      if (i === undefined) {
-        i = limits.push(limit) - 1;
-        index.set(limit, i);
-        if (limit.store !== "local") bound = MASTER_ANSWER_REDIS_MS;
-      }
-      batch.seqs.push(seq);
+    const checks: RateLimitCheckMessage["checks"] = [];
+    let redis = false;
+    for (const seq of seqs) {
       const entry = this.pending.get(seq);
-      if (entry) entry.batch = batch;
-      return { seq, limit: i, key };
-    });
-    const msg: RateLimitCheckMessage = { type: "rate-limit-check", limits, checks };
+      if (!entry) continue;
+      let i = limits.indexOf(entry.limit);
+      if (i < 0) {
+        i = limits.push(entry.limit) - 1;
+        if (entry.limit.store !== "local") redis = true;
+      }
+      checks.push([seq, i, entry.key]);
+    }
+    if (checks.length === 0) return;
+    const deadline = Date.now() + (redis ? MASTER_ANSWER_REDIS_MS : MASTER_ANSWER_MS);
+    const msg: RateLimitCheckMessage = { type: "rate-limit-check", deadline, limits, checks };
     let sent = false;
     try {
-      sent = this.connected() && this.send(msg) !== false;
+      // `send` returns false also when the message is only queued behind others: it still goes.
+      sent = this.connected() && (this.send(msg) || this.connected());
     } catch {
       sent = false;
     }
-    // `send` returns false also when the message is only queued behind others: it still goes.
-    if (!sent && !this.connected()) {
-      this.expire(batch);
-      return;
-    }
-    batch.timer = setTimeout(() => this.expire(batch), bound);
+    if (!sent) this.expire({ seqs, deadline: 0 });
+    else (redis ? this.redisDeadlines : this.localDeadlines).add(seqs);
   }
 
   /** The master's answers: settle those still waiting (a late one was already decided alone). */
   onAnswer(msg: RateLimitAnswerMessage): void {
-    for (const { seq, allowed, retryAfterSec } of msg.answers) {
+    for (const [seq, waitMs] of msg.answers) {
       const entry = this.pending.get(seq);
       if (!entry) continue;
       this.pending.delete(seq);
-      entry.resolve(allowed ? ALLOW : { allowed: false, retryAfterSec: Math.max(1, retryAfterSec) });
-      if (entry.batch && --entry.batch.left === 0) clearTimeout(entry.batch.timer);
+      const allowed = waitMs === 0;
+      this.count(entry.limit, allowed, false);
+      if (allowed) {
+        entry.resolve(ALLOW);
+        continue;
+      }
+      this.rememberRefused(entry.bucket, waitMs);
+      entry.resolve({ allowed: false, retryAfterSec: Math.max(1, Math.ceil(waitMs / 1000)) });
     }
+  }
+
+  /** Refuse `bucket` here until its next token (bounded: the oldest entry goes first). */
+  private rememberRefused(bucket: string, waitMs: number): void {
+    this.refusedUntil.delete(bucket);
+    if (this.refusedUntil.size >= REFUSED_KEYS) {
+      const oldest = this.refusedUntil.keys().next().value;
+      if (oldest !== undefined) this.refusedUntil.delete(oldest);
+    }
+    this.refusedUntil.set(bucket, performance.now() + waitMs);
   }
 
   /** The master did not answer in time: decide what is still waiting alone. */
@@ -163,10 +261,7 @@ export class MasterRateLimits implements RateLimits {
   /** Decide with this worker's share of the limit, and count it for the master. */
   private decideAlone(limit: RateLimit, key: string): RateDecision {
     const decision = this.fallback.take(bucketSpace(limit), key, workerShare(limit, this.workers));
-    const counts = this.unreported.get(limit.id) ?? { allowed: 0, limited: 0 };
-    if (decision.allowed) counts.allowed++;
-    else counts.limited++;
-    this.unreported.set(limit.id, counts);
+    this.count(limit, decision.allowed, true);
     this.aloneSinceLog++;
     const now = Date.now();
     if (now - this.lastLog >= LOG_EVERY_MS) {
@@ -177,19 +272,33 @@ export class MasterRateLimits implements RateLimits {
       this.lastLog = now;
       this.aloneSinceLog = 0;
     }
-    this.reportTimer ??= setTimeout(() => this.report(), REPORT_MS).unref();
     return decision.allowed ? ALLOW : decision;
   }
 
-  /** Send the decisions made alone to the master's counters. */
-  private report(): void {
+  /** Count one applied decision, here and for the next report to the master. */
+  private count(limit: RateLimit, allowed: boolean, alone: boolean): void {
+    for (const map of [this.counts, this.unreported]) {
+      let counts = map.get(limit.id);
+      if (!counts) {
+        counts = { allowed: 0, limited: 0, alone: 0 };
+        map.set(limit.id, counts);
+      }
+      if (allowed) counts.allowed++;
+      else counts.limited++;
+      if (alone) counts.alone++;
+    }
+    this.reportTimer ??= setTimeout(() => this.report(), REPORT_MS).unref();
+  }
+
+  /** Send the decisions applied since the last report to the master's counters. */
+  report(): void {
+    clearTimeout(this.reportTimer);
     this.reportTimer = undefined;
-    if (this.unreported.size === 0) return;
-    if (!this.connected()) return;
+    if (this.unreported.size === 0 || !this.connected()) return;
     const counts = Object.fromEntries(this.unreported);
     this.unreported = new Map();
     try {
-      this.send({ type: "rate-limit-fallbacks", counts });
+      this.send({ type: "rate-limit-counts", counts });
     } catch {
       // The master is gone: nobody to count for.
     }

@@ -231,6 +231,30 @@ describe("operator-facing errors, with exact text and position", () => {
     ]);
   });
 
+  it("limits, client timeouts and trusted_proxies", () => {
+    expect(
+      problems(
+        "limits: { max_url: 8, max_header_size: 100, max_headers: 0, max_connectoins: 5 }",
+        "timeouts: { client_header: 10 }",
+        "trusted_proxies: [10.0.0.0/33, 10.0.0.300, 0.0.0.0/0]",
+        "servers:",
+        "  - listen: 8080",
+        "    max_header_size: 512",
+        "    routes: [{ path: /, return: { status: 200 } }]",
+      ),
+    ).toEqual([
+      "t.yaml:1:20: max_url of 8 bytes is too small: use at least 16 bytes (default 8k)",
+      "t.yaml:1:40: max_header_size of 100 bytes is too small: use at least 1024 bytes (default 32k)",
+      "t.yaml:1:58: max_headers must be an integer between 1 and 10000 (got 0)",
+      "t.yaml:1:61: unknown key 'max_connectoins'; did you mean 'max_connections'?",
+      "t.yaml:2:28: client_header: duration '10' has no unit; add one, e.g. '10s' for seconds or '10ms' for milliseconds (units: ms, s, m, h, d)",
+      "t.yaml:3:19: invalid address or CIDR range '10.0.0.0/33': write an IP address (10.0.0.1) or a range (10.0.0.0/8, fd00::/8); the prefix length must be 0-32",
+      "t.yaml:3:32: invalid address or CIDR range '10.0.0.300': write an IP address (10.0.0.1) or a range (10.0.0.0/8, fd00::/8)",
+      "t.yaml:3:44: warning: trusted_proxies '0.0.0.0/0' trusts every address: any client can then set its own address with X-Forwarded-For; list only your load balancers",
+      "t.yaml:6:22: max_header_size of 512 bytes is too small: use at least 1024 bytes (default 32k)",
+    ]);
+  });
+
   it("invalid server names, header names and redirect variables", () => {
     expect(
       problems(
