@@ -587,14 +587,26 @@ export class Exchange implements Dispatcher.DispatchHandler {
     // A request body we did not read leaves an HTTP/1 connection unusable; so does a
     // request refused for its framing or size (what follows it cannot be trusted).
     const refused = this.mustClose || error.status === 413 || error.status === 408;
-    if (!this.h2 && (refused || !this.req.complete || this.ctx.isDraining())) {
+    const unread = !this.req.complete && this.hasBody();
+    if (!this.h2 && (refused || unread || this.ctx.isDraining())) {
       headers.push("connection", "close");
-      if (refused || !this.req.complete) (this.socket as Socket & { [kClosing]?: boolean })[kClosing] = true;
+      if (refused || unread) (this.socket as Socket & { [kClosing]?: boolean })[kClosing] = true;
     }
     res.writeHead(error.status, headers);
     res.end(body);
     if (error.status >= 500)
       this.ctx.log.warn({ requestId: this.requestId, code: error.code }, error.message);
+  }
+
+  /**
+   * The HTTP/1 request has a body (which may not be read yet). `req.complete` alone does not
+   * say: during the `request` event it is false for a GET too, as the parser has not reached
+   * the end of the message yet.
+   */
+  private hasBody(): boolean {
+    const headers = this.req.headers;
+    const length = headers["content-length"];
+    return (length !== undefined && length !== "0") || headers["transfer-encoding"] !== undefined;
   }
 
   /** Write the access-log line, once. */

@@ -104,7 +104,7 @@ servers:
   - listen: 127.0.0.1:0
     server_names: [other.test]
     routes:
-      - path: /
+      - path: /x
         return: { status: 200, body: "other\\n" }
   - listen: "127.0.0.2:0 h2c"
     routes:
@@ -254,6 +254,14 @@ describe("upstream responses", () => {
     expect(empty?.status).toBe(204);
     expect(empty?.headers["x-kind"]).toBe("empty");
     expect(empty?.headers["content-length"]).toBeUndefined();
+    expect(next?.status).toBe(200);
+    expect(next?.reused).toBe(true);
+  });
+
+  it("an error Portico answers itself (404) keeps a keep-alive connection open", async () => {
+    const [missing, next] = await onOneConnection(["/nothing", "/x"], { host: "other.test" });
+    expect(missing?.status).toBe(404);
+    expect(missing?.headers.connection).toBe("keep-alive");
     expect(next?.status).toBe(200);
     expect(next?.reused).toBe(true);
   });

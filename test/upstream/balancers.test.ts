@@ -130,6 +130,8 @@ describe("slow_start", () => {
       drainGrace: 1000,
       workerStart: 1000,
       tunnelIdle: 1000,
+      clientHeader: 10_000,
+      clientBody: 60_000,
     };
     const spec = (port: number) => ({
       key: `127.0.0.1:${port}`,

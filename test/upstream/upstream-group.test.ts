@@ -15,6 +15,8 @@ const timeouts: Timeouts = {
   drainGrace: 1000,
   workerStart: 1000,
   tunnelIdle: 3_600_000,
+  clientHeader: 10_000,
+  clientBody: 60_000,
 };
 const position = { file: "t.yaml", line: 1, col: 1 };
 
