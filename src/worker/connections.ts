@@ -24,8 +24,10 @@ import type { TLSSocket } from "node:tls";
 
 const kState = Symbol("portico.connection");
 
-interface ConnectionState {
+/** One client connection's state (what a request holds on to: an HTTP/2 request's `socket` is a proxy that forgets it once the session is gone). */
+export interface ConnectionState {
   tracker: ConnectionTracker;
+  socket: Socket;
   /** Requests received on this connection whose response is not over. */
   busy: number;
   /** Requests received on this connection in all. */
@@ -59,7 +61,15 @@ export class ConnectionTracker {
   private readonly sessions = new Set<Http2Session>();
   private readonly onConnection = (socket: TrackedSocket) => {
     const h2 = (socket as TLSSocket).alpnProtocol === "h2";
-    socket[kState] = { tracker: this, busy: 0, served: 0, idleSince: performance.now(), bytesAtIdle: 0, h2 };
+    socket[kState] = {
+      tracker: this,
+      socket,
+      busy: 0,
+      served: 0,
+      idleSince: performance.now(),
+      bytesAtIdle: 0,
+      h2,
+    };
     this.connections.add(socket);
     socket.on("close", onSocketClose);
   };
@@ -109,31 +119,50 @@ export class ConnectionTracker {
   maxRequests = 0;
 
   /**
-   * A request arrived on `socket`; `requestEnded(socket)` must follow once its response is
-   * over. True when it is the last the connection may carry.
+   * A request arrived on `socket`; `requestEnded(state)` with the state returned must follow
+   * once its response is over. `state.served === maxRequests`: it is the last the connection
+   * may carry.
    */
-  requestStarted(socket: Socket): boolean {
+  requestStarted(socket: Socket): ConnectionState | undefined {
     this.requests++;
     const state = (socket as TrackedSocket)[kState];
-    if (!state) return false;
+    if (!state) return undefined;
     state.busy++;
-    return ++state.served === this.maxRequests;
+    state.served++;
+    return state;
   }
 
-  /** The response of a request on `socket` is over (sent, or the client went away). */
-  requestEnded(socket: Socket): void {
-    this.requests--;
-    const state = (socket as TrackedSocket)[kState];
-    if (state && --state.busy === 0) {
-      state.idleSince = performance.now();
-      state.bytesAtIdle = socket.bytesRead;
+  /** The response of a request is over (sent, or the client went away). */
+  requestEnded(state: ConnectionState | undefined): void {
+    if (state) {
+      // Already settled when its socket closed (see forget).
+      if (state.busy === 0) return;
+      if (--state.busy === 0) {
+        state.idleSince = performance.now();
+        state.bytesAtIdle = state.socket.bytesRead;
+      }
     }
+    this.requests--;
     if (this.draining) this.checkEmpty();
   }
 
-  /** @internal A tracked socket closed. */
+  /**
+   * @internal A tracked socket closed. Responses still queued on it behind another one
+   * (pipelined requests) are never told by Node that their connection is gone: once the
+   * close events have run, what the socket still counts is settled here, or the worker
+   * would wait for them until its shutdown timeout.
+   */
   forget(socket: TrackedSocket): void {
     this.connections.delete(socket);
+    const state = socket[kState];
+    if (state && state.busy > 0) {
+      setImmediate(() => {
+        if (state.busy === 0) return;
+        this.requests -= state.busy;
+        state.busy = 0;
+        if (this.draining) this.checkEmpty();
+      });
+    }
     if (this.draining) this.checkEmpty();
   }
 

@@ -20,7 +20,7 @@ import type { Timeouts } from "../config/types.js";
 import type { AccessLog, Logger } from "../observability/logger.js";
 import type { Peer } from "../upstream/peer.js";
 import type { UpstreamGroup } from "../upstream/upstream-group.js";
-import type { ConnectionTracker } from "./connections.js";
+import type { ConnectionState, ConnectionTracker } from "./connections.js";
 import { classifyUpstreamError, ProxyError } from "./errors.js";
 import type { TrustedProxies } from "./forwarded.js";
 import { appendSet, type CompiledEdits, copyHeaders, type HeaderList } from "./headers.js";
@@ -130,6 +130,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** The request target as received. */
   readonly target: string;
   private readonly ctx: HandlerContext;
+  /** The connection's state in the tracker (undefined for a socket it does not track). */
+  private readonly connection: ConnectionState | undefined;
   /** Node detaches the socket from the request once the response is over: kept here. */
   private readonly socket: Socket;
   private readonly started = performance.now();
@@ -174,7 +176,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const socket = this.socket as Socket & { [kClosing]?: boolean };
     this.behindRefusal = socket[kClosing] === true;
     // The last request a connection may carry closes it, as one refused does.
-    if (ctx.connections.requestStarted(socket) && !this.h2) {
+    this.connection = ctx.connections.requestStarted(socket);
+    if (this.connection?.served === ctx.connections.maxRequests && !this.h2) {
       this.mustClose = true;
       socket[kClosing] = true;
     }
@@ -229,7 +232,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   drop(): void {
     this.logged = true;
     this.res[kExchange] = undefined;
-    this.ctx.connections.requestEnded(this.socket);
+    this.ctx.connections.requestEnded(this.connection);
   }
 
   /** Fail the request with 408 when its body stays silent for `ms` (timeouts.client_body). */
@@ -499,7 +502,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.log(res.statusCode, 0, undefined);
     }
     this.res[kExchange] = undefined;
-    this.ctx.connections.requestEnded(this.socket);
+    this.ctx.connections.requestEnded(this.connection);
   }
 
   /** Passive health: count a failure of `peer`, and report an ejection it causes. */

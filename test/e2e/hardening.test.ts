@@ -46,7 +46,8 @@ beforeAll(async () => {
   echo = await startBackend("echo", (req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
+    req.on("end", async () => {
+      if (req.url === "/slow") await new Promise((r) => setTimeout(r, 300));
       const body = Buffer.concat(chunks).toString();
       seen.push({
         method: req.method ?? "",
@@ -573,7 +574,14 @@ describe("trusted proxies", () => {
     const before = seen.length;
     await new Promise<void>((resolve, reject) => {
       const req = http.get(
-        { host: "127.0.0.1", port, path: "/who", localAddress, headers: { host: "site.test", ...headers } },
+        {
+          host: "127.0.0.1",
+          port,
+          path: "/who",
+          localAddress,
+          agent: false,
+          headers: { host: "site.test", ...headers },
+        },
         (res) => {
           res.resume();
           res.on("end", resolve);
@@ -608,5 +616,25 @@ describe("trusted proxies", () => {
     expect(got.headers["x-forwarded-proto"]).toBe("https");
     const line = await portico.waitForLine((l) => l.path === "/who" && l.remote === "198.51.100.7");
     expect(line.status).toBe(200);
+  });
+});
+
+describe("connections the client closes", () => {
+  it("requests pipelined behind a slow one are not left counted when the client goes (the stop is at once)", async () => {
+    const socket = net.connect(port, "127.0.0.1");
+    socket.on("error", () => {});
+    await new Promise((resolve) => socket.once("connect", resolve));
+    const one = (path: string) => `GET ${path} HTTP/1.1\r\nHost: site.test\r\n\r\n`;
+    socket.write(one("/slow") + one("/x") + one("/x"));
+    await new Promise((r) => setTimeout(r, 100));
+    socket.destroy();
+    await new Promise((r) => setTimeout(r, 500));
+    portico.proc.kill("SIGTERM");
+    const draining = await portico.waitForLine((l) => l.msg === "worker draining");
+    expect({ inFlight: draining.inFlight, connections: draining.connections }).toEqual({
+      inFlight: 0,
+      connections: 0,
+    });
+    expect(await portico.exited).toBe(0);
   });
 });
