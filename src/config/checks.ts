@@ -438,7 +438,8 @@ function checkBalance(upstreams: Data, source: SourceDocument): ConfigIssue[] {
       }
     }
     if (isRecord(upstream.tls)) issues.push(...checkUpstreamTls(upstream.tls, [...path, "tls"], source));
-    if (upstream.hash !== undefined && upstream.balance !== "hash") {
+    // A balance of the wrong type is the schema's to report.
+    if (upstream.hash !== undefined && typeof upstream.balance === "string" && upstream.balance !== "hash") {
       issues.push(
         source.issue(
           source.keyAt(path, "hash"),

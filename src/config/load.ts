@@ -54,7 +54,14 @@ function check(text: string, file: string): ConfigResult {
   // A syntax error leaves the document half-parsed: checking the rest would mostly add noise.
   // Duplicate keys are harmless to the rest of the checks, which then run as usual.
   if (source.doc.errors.length > 0) return { issues: tidy(yamlIssues) };
-  const data = source.toData();
+  let data: unknown;
+  try {
+    data = source.toData();
+  } catch (error) {
+    const issue = source.aliasIssue(error);
+    if (!issue) throw error;
+    return { issues: tidy([...yamlIssues, issue]) };
+  }
   if (data === null || data === undefined) {
     return {
       issues: tidy([

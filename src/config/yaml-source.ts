@@ -14,8 +14,12 @@ import {
   type Node,
   type Pair,
   parseDocument,
+  visit,
 } from "yaml";
 import type { ConfigIssue } from "./types.js";
+
+/** Most values aliases may expand to in one file (yaml's `maxAliasCount`). */
+const MAX_ALIAS_COUNT = 1000;
 
 /** A path into the config data: map keys and sequence indexes (ajv's `instancePath`, split). */
 export type DataPath = readonly (string | number)[];
@@ -113,7 +117,40 @@ export class SourceDocument {
 
   /** The plain data of the document (aliases expanded; on duplicate keys the last one wins). */
   toData(): unknown {
-    return this.doc.toJS({ maxAliasCount: 1000 });
+    return this.doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  }
+
+  /**
+   * The issue for an error `toData` threw, or undefined when it is not about aliases: yaml
+   * refuses an alias whose anchor is not set before it, and aliases that expand to more than
+   * MAX_ALIAS_COUNT nodes (a "billion laughs" file).
+   */
+  aliasIssue(error: unknown): ConfigIssue | undefined {
+    if (!(error instanceof ReferenceError)) return undefined;
+    // In document order, as yaml resolves them: the first alias with no anchor before it.
+    const anchors = new Set<string>();
+    let first: Node | undefined;
+    let unresolved: Node | undefined;
+    visit(this.doc, {
+      Node: (_key, node) => {
+        if (isAlias(node)) {
+          first ??= node;
+          if (!anchors.has(node.source)) unresolved ??= node;
+        } else if (node.anchor) anchors.add(node.anchor);
+      },
+    });
+    if (isAlias(unresolved)) {
+      const name = unresolved.source;
+      return this.issue(
+        this.positionOf(unresolved),
+        `alias '*${name}' refers to no anchor '&${name}' written before it`,
+      );
+    }
+    if (!/alias count/i.test(error.message)) return undefined;
+    return this.issue(
+      this.positionOf(first),
+      `aliases ('*name') expand to more than ${MAX_ALIAS_COUNT} values (aliases of aliases multiply): write the values out, or use fewer aliases`,
+    );
   }
 
   private resolve(node: unknown): unknown {

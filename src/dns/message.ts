@@ -60,15 +60,45 @@ export function canonicalName(name: string): string {
   return lower.endsWith(".") ? lower.slice(0, -1) : lower;
 }
 
-/** Whether a response answers exactly this question (RFC 5452 §9.1: ID, name and type must match). */
-export function answersQuestion(response: Response, question: Question): boolean {
+/** Class IN (RFC 1035 §3.2.4), the only one we ask. */
+const CLASS_IN = 1;
+const DOT = 0x2e;
+
+/**
+ * Whether the first question on the wire is `name` (canonical), label by label, ASCII letters
+ * in either case (RFC 4343), with class IN. The decoded name cannot tell: one label `a.b`
+ * decodes like the two labels `a`, `b`. A compressed or overrunning name is not ours.
+ */
+function wireQuestionIs(bytes: Buffer, name: string): boolean {
+  let at = 12;
+  let i = 0;
+  for (;;) {
+    const length = bytes[at];
+    if (length === undefined || (length & 0xc0) !== 0) return false;
+    at++;
+    if (length === 0) break;
+    if (at + length > bytes.length) return false;
+    if (i > 0 && name.charCodeAt(i++) !== DOT) return false;
+    for (let k = 0; k < length; k++) {
+      let c = bytes[at + k] as number;
+      if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+      if (c === DOT || c !== name.charCodeAt(i + k)) return false;
+    }
+    i += length;
+    at += length;
+  }
+  return i === name.length && at + 4 <= bytes.length && bytes.readUInt16BE(at + 2) === CLASS_IN;
+}
+
+/**
+ * Whether a response answers exactly this question (RFC 5452 §9.1: ID, name, type and class
+ * must match). `bytes` is the response as received, for the name and class on the wire.
+ */
+export function answersQuestion(response: Response, question: Question, bytes: Buffer): boolean {
   const q = response.questions?.[0];
-  return (
-    q !== undefined &&
-    response.questions?.length === 1 &&
-    q.type === question.type &&
-    canonicalName(q.name) === canonicalName(question.name)
-  );
+  if (q === undefined || response.questions?.length !== 1 || q.type !== question.type) return false;
+  const name = canonicalName(question.name);
+  return canonicalName(q.name) === name && wireQuestionIs(bytes, name);
 }
 
 /** The records of the answer section we understand (A, AAAA, SRV, CNAME), in canonical form. */

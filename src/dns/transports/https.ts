@@ -75,7 +75,7 @@ export class HttpsTransport implements Transport {
       throw new DnsError("NETWORK", `${url}: ${(err as Error).message}`, { ...context, cause: err });
     }
     const response = decodeResponse(bytes, url);
-    if (!answersQuestion(response, question)) {
+    if (!answersQuestion(response, question, bytes)) {
       this.events.onSpoofed();
       throw new DnsError("MALFORMED", `${url}: the answer is for another question`, context);
     }

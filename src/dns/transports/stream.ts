@@ -46,6 +46,10 @@ export class StreamTransport implements Transport {
     return new Promise<Response>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
+        // Part of a frame still waiting when an answer is overdue: the framing is lost (a length
+        // prefix that lies, bytes that are not DNS), and every later answer on this connection
+        // would be cut wrong. Drop it; the next query opens a new one.
+        if (this.socket && this.buffered.length > 0) this.dropDesynced(this.socket);
         this.armIdle();
         reject(
           new DnsError(
@@ -136,7 +140,7 @@ export class StreamTransport implements Transport {
       }
       return;
     }
-    if (!pending || !answersQuestion(response, pending.question)) {
+    if (!pending || !answersQuestion(response, pending.question, message)) {
       this.events.onSpoofed();
       return;
     }
@@ -156,6 +160,20 @@ export class StreamTransport implements Transport {
     if (socket !== this.socket) return;
     this.socket = undefined;
     for (const [id, pending] of this.pending) this.settle(id, pending, err);
+  }
+
+  private dropDesynced(socket: Socket): void {
+    socket.destroy();
+    this.fail(
+      socket,
+      new DnsError(
+        "NETWORK",
+        `${this.endpoint.url}: answer framing lost (partial message); connection dropped`,
+        {
+          server: this.endpoint.url,
+        },
+      ),
+    );
   }
 
   private armIdle(): void {

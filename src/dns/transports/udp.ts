@@ -136,7 +136,7 @@ export class UdpTransport implements Transport {
     }
     // The ID and question must be those of the query in flight: a late answer to an earlier
     // query on this socket fails here.
-    if (response.id !== pending.id || !answersQuestion(response, pending.question)) {
+    if (response.id !== pending.id || !answersQuestion(response, pending.question, bytes)) {
       this.events.onSpoofed();
       return;
     }
