@@ -61,6 +61,17 @@ describe("operator-facing errors, with exact text and position", () => {
     ).toEqual([
       "t.yaml:3:5: 'hash' only applies with 'balance: hash' (this upstream balances with round_robin): write balance: hash, or remove it",
     ]);
+    // A balance of the wrong type gets the schema's message only (the fuzzer found "[object Object]").
+    const wrongType = problems(
+      "upstreams:",
+      "  a:",
+      "    balance: {}",
+      "    hash: { key: uri }",
+      "    servers: [{ address: 10.0.0.5:80 }]",
+      ...server,
+    );
+    expect(wrongType.join("\n")).not.toContain("[object Object]");
+    expect(wrongType.length).toBeGreaterThan(0);
     expect(
       problems(
         "upstreams:",
