@@ -4,6 +4,7 @@
  * (node:cluster serializes with JSON), tagged by `type`.
  */
 import type { Config, RateLimit } from "./config/types.js";
+import type { MetricsJson } from "./observability/metrics.js";
 import type { TlsMaterial } from "./tls/material.js";
 import type { PeerTable } from "./upstream/peer-table.js";
 
@@ -84,7 +85,21 @@ export interface RateLimitAnswerMessage {
 }
 
 /** Every message the master sends. */
+/** Master -> worker: send your metrics registry (a scrape of the admin listener). */
+export interface MetricsRequestMessage {
+  type: "metrics-request";
+  id: number;
+}
+
+/** Worker -> master: a worker's metrics registry as JSON, for scrape `id`. */
+export interface MetricsMessage {
+  type: "metrics";
+  id: number;
+  metrics: MetricsJson;
+}
+
 export type MasterToWorker =
+  | MetricsRequestMessage
   | ConfigMessage
   | PeersMessage
   | DrainMessage
@@ -178,6 +193,7 @@ export interface RateLimitCountsMessage {
 
 /** Every message a worker sends. */
 export type WorkerToMaster =
+  | MetricsMessage
   | BootedMessage
   | ListeningMessage
   | ListenErrorMessage

@@ -346,6 +346,31 @@ function checkLimitSizes(limits: Data, path: DataPath, source: SourceDocument): 
   return issues;
 }
 
+/** The admin listener: a plain address, and a token unless it is on loopback. */
+function checkAdmin(admin: Data, source: SourceDocument): ConfigIssue[] {
+  const listen = admin.listen;
+  if (typeof listen !== "string" && typeof listen !== "number") return [];
+  const parsed = parseListenAddress(listen);
+  if (!parsed.ok) return [];
+  const at = source.valueAt(["admin", "listen"]);
+  if (parsed.value.tls || parsed.value.h2c) {
+    return [
+      source.issue(at, `admin.listen '${listen}' takes no flag: write only the address, e.g. 127.0.0.1:9901`),
+    ];
+  }
+  const host = parsed.value.host;
+  const loopback = host === "::1" || host.startsWith("127.");
+  if (!loopback && typeof admin.token !== "string") {
+    return [
+      source.issue(
+        at,
+        `admin.listen '${listen}' is not a loopback address, so the admin listener needs a token: add 'token: <at least 16 characters>' (clients send 'Authorization: Bearer TOKEN'), or listen on 127.0.0.1`,
+      ),
+    ];
+  }
+  return [];
+}
+
 /** `trusted_proxies` that trust everyone: any client could then claim any address. */
 function checkTrustedProxies(list: unknown[], source: SourceDocument): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
@@ -621,6 +646,7 @@ export function semanticIssues(data: unknown, source: SourceDocument): ConfigIss
     if (isRecord(server)) issues.push(...checkLimitSizes(server, ["servers", i], source));
   });
   issues.push(...checkTrustedProxies(listOf(data.trusted_proxies), source));
+  if (isRecord(data.admin)) issues.push(...checkAdmin(data.admin, source));
   issues.push(...checkTls(servers, source));
   if (isRecord(data.http2)) issues.push(...checkHttp2(data.http2, source));
   if (isRecord(data.upstreams)) {

@@ -150,8 +150,15 @@ interface RawConfig {
     max_connections: number;
   };
   trusted_proxies: string[];
+  admin?: { listen: string | number; token?: string };
   upstreams: Record<string, RawUpstream>;
   servers: RawServer[];
+}
+
+/** The admin listener's host and port (the schema checked the address; checks.ts its flags). */
+function adminAddress(listen: string | number): { host: string; port: number } {
+  const spec = valid(parseListenAddress(listen));
+  return { host: spec.host, port: spec.port };
 }
 
 /** Unwraps a parse that the schema already proved valid. */
@@ -264,6 +271,8 @@ function server(
   const position = (p: DataPath) => ({ file: source.file, ...source.valueAt(p) });
   const names = raw.server_names.map((name) => name.toLowerCase());
   return {
+    id: `servers[${String(path[1])}]`,
+    label: names[0] ?? `servers[${String(path[1])}]`,
     listen: (Array.isArray(raw.listen) ? raw.listen : [raw.listen]).map(listenAddress),
     exactNames: [...new Set(names.filter((n) => !n.startsWith("*.")))],
     wildcardNames: [...new Set(names.filter((n) => n.startsWith("*.")).map((n) => n.slice(1)))],
@@ -274,6 +283,7 @@ function server(
         action: routeAction(route),
         requestHeaders: headerEdits(route.request_headers),
         responseHeaders: headerEdits(route.response_headers),
+        id: `servers[${String(path[1])}].routes[${i}]`,
         rateLimit: rateLimit(route.rate_limit, `servers[${String(path[1])}].routes[${i}]`),
         position: position([...path, "routes", i]),
       }),
@@ -440,6 +450,7 @@ export function buildConfig(data: unknown, source: SourceDocument, absoluteFile:
       clientBody: timeout("client_body"),
     },
     limits,
+    admin: raw.admin ? { ...adminAddress(raw.admin.listen), token: raw.admin.token } : undefined,
     trustedProxies: raw.trusted_proxies.map((text) => valid(parseCidr(text))),
     http2: {
       enabled: raw.http2.enabled,

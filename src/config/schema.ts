@@ -775,6 +775,27 @@ export const configSchema: JsonSchema = {
       },
     },
     limits: limitsSchema,
+    admin: {
+      description:
+        "The admin listener, in the master: /metrics (Prometheus) and /healthz. Off unless set. Default: none.",
+      type: "object",
+      additionalProperties: false,
+      required: ["listen"],
+      properties: {
+        listen: {
+          description:
+            "IP:port or [IPv6]:port to serve on (no flags). A non-loopback address requires `token`. Required.",
+          type: ["string", "integer"],
+          format: "listen",
+        },
+        token: {
+          description:
+            "Bearer token every request must carry (`Authorization: Bearer TOKEN`); compared in constant time. Required off loopback.",
+          type: "string",
+          minLength: 16,
+        },
+      },
+    },
     trusted_proxies: {
       description:
         "Addresses or CIDR ranges of proxies in front of Portico (load balancers, CDNs). From them, X-Forwarded-For is believed: the client address is its last entry not in these ranges, and it is appended to. From anyone else, X-Forwarded-* and Forwarded are replaced. Default: [] (no one is trusted).",

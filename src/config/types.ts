@@ -96,6 +96,8 @@ export interface RateLimit {
 
 /** One route inside a server block. */
 export interface Route {
+  /** `servers[i].routes[j]`: bounded, for metrics labels and messages. */
+  id: string;
   match: RouteMatch;
   action: RouteAction;
   requestHeaders: HeaderEdits;
@@ -128,6 +130,10 @@ export interface Limits extends RequestLimits {
 
 /** One virtual server: a set of listen addresses and host names with its routes. */
 export interface Server {
+  /** `servers[i]`, for messages. */
+  id: string;
+  /** The server's name in metrics: its first server name, or its id. */
+  label: string;
   listen: ListenAddress[];
   /** Exact names, lower case (`example.com`). */
   exactNames: string[];
@@ -364,6 +370,8 @@ export interface Config {
   dns: DnsConfig;
   http2: Http2Config;
   limits: Limits;
+  /** The admin listener (master): undefined when off. */
+  admin: { host: string; port: number; token: string | undefined } | undefined;
   /** `trusted_proxies`: addresses and CIDR ranges whose X-Forwarded-For is believed. */
   trustedProxies: Cidr[];
   /** Absolute path of the master's PID file. */

@@ -14,6 +14,7 @@ import {
   type WorkerToMaster,
 } from "../ipc.js";
 import type { Logger } from "../observability/logger.js";
+import type { MetricsJson } from "../observability/metrics.js";
 import type { TlsMaterial } from "../tls/material.js";
 import type { PeerTable } from "../upstream/peer-table.js";
 
@@ -98,6 +99,33 @@ export class Generation extends EventEmitter {
     return this.slots.filter((s) => s.worker).length;
   }
 
+  /** Scrapes waiting for a worker's metrics, by `id:slot`. */
+  private readonly metricsWaiters = new Map<string, (metrics: MetricsJson | undefined) => void>();
+
+  /**
+   * Every live worker's metrics for scrape `id`: undefined for one that did not answer within
+   * `timeoutMs` (busy, or exiting), so a scrape always answers.
+   */
+  metrics(id: number, timeoutMs: number): Promise<Array<MetricsJson | undefined>> {
+    return Promise.all(
+      this.slots.map((slot) => {
+        const worker = slot.worker;
+        if (!worker?.isConnected() || !slot.listening) return Promise.resolve(undefined);
+        const key = `${id}:${slot.index}`;
+        return new Promise<MetricsJson | undefined>((resolve) => {
+          const done = (metrics: MetricsJson | undefined) => {
+            clearTimeout(timer);
+            this.metricsWaiters.delete(key);
+            resolve(metrics);
+          };
+          const timer = setTimeout(() => done(undefined), timeoutMs);
+          this.metricsWaiters.set(key, done);
+          worker.send({ type: "metrics-request", id } satisfies MasterToWorker);
+        });
+      }),
+    );
+  }
+
   /** PIDs of the live workers, by slot. */
   pids(): number[] {
     return this.slots.flatMap((s) => (s.worker?.process.pid ? [s.worker.process.pid] : []));
@@ -168,6 +196,8 @@ export class Generation extends EventEmitter {
       this.emit("rate-limit-check", msg, (answer: MasterToWorker) => {
         if (worker?.isConnected()) worker.send(answer);
       });
+    } else if (msg.type === "metrics") {
+      this.metricsWaiters.get(`${msg.id}:${slot.index}`)?.(msg.metrics);
     } else if (msg.type === "rate-limit-counts") {
       this.emit("rate-limit-counts", msg);
     }

@@ -18,12 +18,14 @@ import type {
   RateLimitCountsMessage,
 } from "../ipc.js";
 import { createLogger, type Logger, reopenLogFiles } from "../observability/logger.js";
+import { aggregateMetrics, MasterMetrics, type MetricsJson } from "../observability/metrics.js";
 import { RateLimitService } from "../ratelimit/service.js";
 import { prepareTls, type TlsMaterial } from "../tls/material.js";
 import { TicketKeys } from "../tls/ticket-keys.js";
 import { Discovery } from "../upstream/discovery.js";
 import { HealthChecker } from "../upstream/health.js";
 import type { PeerTable } from "../upstream/peer-table.js";
+import { type Admin, startAdmin } from "./admin.js";
 import { Generation, listenHint } from "./generation.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
 
@@ -90,6 +92,11 @@ class Master {
   private readonly ticketKeys = new TicketKeys();
   /** Rate-limit buckets, Redis stores and counters: one per instance, outliving reloads. */
   readonly rateLimits: RateLimitService;
+  private readonly metrics = new MasterMetrics();
+  /** The admin listener, and the settings it was opened with. */
+  private admin?: Admin;
+  private adminSettings = "";
+  private scrapes = 0;
 
   constructor(configFile: string, config: Config) {
     this.configFile = configFile;
@@ -232,6 +239,7 @@ class Master {
       return;
     }
     this.current = generation;
+    await this.applyAdmin(this.config);
     try {
       writePidFile(this.config.pidFile, process.pid);
     } catch (err) {
@@ -246,6 +254,7 @@ class Master {
         workers: generation.pids(),
         listening: outcome.bound,
         pidFile: this.config.pidFile,
+        admin: this.admin?.address,
       },
       "portico ready",
     );
@@ -359,6 +368,8 @@ class Master {
       }
       this.current = next;
       this.applyMasterConfig(config);
+      this.metrics.reloads.labels("ok").inc();
+      await this.applyAdmin(config);
       this.retire(current, "reload");
       this.log.info(
         {
@@ -381,6 +392,7 @@ class Master {
 
   private reloadFailed(current: Generation, reason: string): void {
     this.failedReloads++;
+    this.metrics.reloads.labels("failed").inc();
     this.log.error(
       { generation: current.number, failedReloads: this.failedReloads },
       `reload failed: ${reason}; generation ${current.number} keeps serving with the previous configuration`,
@@ -437,6 +449,37 @@ class Master {
     }
   }
 
+  /** Open, move or close the admin listener to match `config` (a failure is logged, never fatal). */
+  private async applyAdmin(config: Config): Promise<void> {
+    const settings = JSON.stringify(config.admin ?? null);
+    if (settings === this.adminSettings) return;
+    this.adminSettings = settings;
+    await this.admin?.close();
+    this.admin = undefined;
+    const admin = config.admin;
+    if (!admin) return;
+    try {
+      this.admin = await startAdmin({ ...admin, metrics: () => this.scrape() });
+      this.log.info({ admin: this.admin.address }, "admin listener ready");
+    } catch (err) {
+      this.adminSettings = "";
+      this.log.error(
+        { host: admin.host, port: admin.port },
+        `admin listener cannot listen on ${admin.host}:${admin.port}: ${(err as Error).message}; serving on without it`,
+      );
+    }
+  }
+
+  /** One scrape: every live worker's metrics (1 s each at most) summed with the master's. */
+  private async scrape(): Promise<string> {
+    const id = ++this.scrapes;
+    const generations = [...this.generations(), ...(this.starting ? [this.starting] : [])];
+    const answers = (await Promise.all(generations.map((g) => g.metrics(id, 1000)))).flat();
+    const got = answers.filter((a): a is MetricsJson => a !== undefined);
+    if (got.length < answers.length) this.metrics.scrapeWorkers.inc(answers.length - got.length);
+    return aggregateMetrics(got, this.metrics.registry);
+  }
+
   private reopenLogs(): void {
     const files = reopenLogFiles();
     this.log.info({ files }, "SIGUSR2: reopening log files");
@@ -487,6 +530,7 @@ class Master {
   }
 
   private exit(code: number): void {
+    void this.admin?.close();
     void this.discovery.stop();
     this.health.stop();
     this.ticketKeys.stop();

@@ -181,6 +181,7 @@ function serve(
     x.reply(new ProxyError("PRT_ERR_NO_ROUTE", `no route for ${target.path} on this server`));
     return;
   }
+  x.routeMetrics = ctx.metrics.forRoute(server.server, matched.route);
   const limit = matched.route.rateLimit;
   if (limit === undefined) {
     act(ctx, scheme, x, server, matched, target, upgradeHead);

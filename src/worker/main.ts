@@ -14,6 +14,7 @@ import {
   type Logger,
   reopenLogFiles,
 } from "../observability/logger.js";
+import { WorkerMetrics } from "../observability/metrics.js";
 import type { PeerTable } from "../upstream/peer-table.js";
 import { UpstreamGroup } from "../upstream/upstream-group.js";
 import { ConnectionTracker } from "./connections.js";
@@ -99,6 +100,7 @@ class Worker {
           retries: new RetryBudget(),
           ejected: (upstream, peer, ms, reason) => send({ type: "peer-ejected", upstream, peer, ms, reason }),
           rateLimits: this.rateLimits,
+          metrics,
           trusted:
             this.config.trustedProxies.length > 0
               ? new TrustedProxies(this.config.trustedProxies)
@@ -205,6 +207,8 @@ class Worker {
 }
 
 let worker: Worker | undefined;
+/** This process's metrics: one registry for its whole life (a reload forks new workers). */
+const metrics = new WorkerMetrics();
 
 process.on("message", (msg: unknown) => {
   if (!isMessage<MasterToWorker>(msg)) return;
@@ -224,6 +228,9 @@ process.on("message", (msg: unknown) => {
     worker?.reopenLogs();
   } else if (msg.type === "rate-limit-answer") {
     worker?.rateLimits.onAnswer(msg);
+  } else if (msg.type === "metrics-request") {
+    const id = msg.id;
+    void metrics.snapshot().then((snapshot) => send({ type: "metrics", id, metrics: snapshot }));
   }
 });
 

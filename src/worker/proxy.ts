@@ -18,6 +18,7 @@ import { pipeline } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { Timeouts } from "../config/types.js";
 import type { AccessLog, Logger } from "../observability/logger.js";
+import { observeRequest, type RouteMetrics, type WorkerMetrics } from "../observability/metrics.js";
 import type { Peer } from "../upstream/peer.js";
 import type { UpstreamGroup } from "../upstream/upstream-group.js";
 import type { ConnectionState, ConnectionTracker } from "./connections.js";
@@ -48,6 +49,8 @@ export interface HandlerContext {
   rateLimits: RateLimits;
   /** `trusted_proxies`; undefined when there are none. */
   trusted: TrustedProxies | undefined;
+  /** Prometheus metrics of this worker. */
+  metrics: WorkerMetrics;
 }
 
 /** Methods a request may be sent twice with (RFC 9110 §9.2.2), when it has no body. */
@@ -117,6 +120,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly h2: boolean;
   /** Controllers of responses dropped for a retry (a 502-504 that retry_on lists). */
   private abandoned?: WeakSet<Dispatcher.DispatchController>;
+  /** The matched route's metrics (unset until routed). */
+  routeMetrics: RouteMetrics | undefined = undefined;
   /** The request's key for `balance: hash` (kept for a retry's pick). */
   balanceKey: string | undefined;
   /** Set once the request became a WebSocket tunnel: the access log then says 101. */
@@ -391,6 +396,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       }
     }
     this.headerMs = performance.now() - this.dispatchedAt;
+    if (this.group) this.ctx.metrics.upstreamHeaderSeconds(this.group.name, this.headerMs / 1000);
     const res = this.res;
     if (this.gone) return;
     const edits = this.responseEdits as CompiledEdits;
@@ -616,6 +622,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private log(status: number, bytes: number, error: ProxyError | undefined): void {
     if (this.logged) return;
     this.logged = true;
+    const ms = performance.now() - this.started;
+    observeRequest(this.routeMetrics ?? this.ctx.metrics.unrouted, status, ms / 1000);
     const accessLog = this.ctx.accessLog;
     if (!accessLog.enabled) return;
     const target = this.target;
@@ -627,7 +635,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       path: target.length > 2048 ? target.slice(0, 2048) : target,
       status,
       bytes,
-      ms: round(performance.now() - this.started),
+      ms: round(ms),
       upstream: this.upstream ?? this.tunnel?.peer,
       upstreamMs: this.headerMs === undefined ? undefined : round(this.headerMs),
       error: error?.code,

@@ -32,7 +32,7 @@ describe("operator-facing errors, with exact text and position", () => {
 
   it("unknown key far from any valid one: lists the valid keys", () => {
     expect(problems("colour: blue", "servers: []")).toEqual([
-      "t.yaml:1:1: unknown key 'colour'; valid keys are: 'workers', 'timeouts', 'log', 'limits', 'trusted_proxies', 'pid_file', 'dns', 'http2', 'state_dir', 'upstreams', 'servers'",
+      "t.yaml:1:1: unknown key 'colour'; valid keys are: 'workers', 'timeouts', 'log', 'limits', 'admin', 'trusted_proxies', 'pid_file', 'dns', 'http2', 'state_dir', 'upstreams', 'servers'",
       "t.yaml:2:10: servers must not be an empty list: write at least 1 entry",
     ]);
   });
