@@ -248,6 +248,7 @@ export class Generation extends EventEmitter {
       "worker died unexpectedly; replacing it",
     );
     slot.respawnTimer = setTimeout(() => this.fork(slot), delay);
+    this.emit("respawn");
   }
 
   /** Tell every worker to drain; `empty` is emitted once all have exited. */

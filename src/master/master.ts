@@ -280,6 +280,7 @@ class Master {
       { material: tls, ticketKey: () => this.ticketKeys.current },
       () => this.runningEjections(),
     );
+    generation.on("respawn", () => this.metrics.workerRestarts.inc());
     generation.on("peer-ejected", (msg: PeerEjectedMessage, pid: number | undefined) => {
       if (this.ejections.size > 10_000) this.ejections.clear(); // bounded: peers x workers
       this.ejections.set(`${msg.upstream} ${msg.peer} ${pid}`, {

@@ -46,6 +46,8 @@ export class WorkerMetrics {
     registers: [this.registry],
   });
   private readonly routes = new WeakMap<Route, RouteMetrics>();
+  /** Bound children of the upstream header histogram, by upstream name (from the config: bounded). */
+  private readonly headerChildren = new Map<string, ReturnType<Histogram<string>["labels"]>>();
   /** Requests answered before a route was chosen (framing, limits, no route). */
   readonly unrouted: RouteMetrics;
 
@@ -66,7 +68,12 @@ export class WorkerMetrics {
 
   /** An upstream's time to its response header. */
   upstreamHeaderSeconds(upstream: string, seconds: number): void {
-    this.upstreamHeader.labels(upstream).observe(seconds);
+    let child = this.headerChildren.get(upstream);
+    if (!child) {
+      child = this.upstreamHeader.labels(upstream);
+      this.headerChildren.set(upstream, child);
+    }
+    child.observe(seconds);
   }
 
   /** The registry as JSON, for the master. */

@@ -95,6 +95,9 @@ function headProblem(req: IncomingMessage, limits: RequestLimits, h2: boolean): 
     );
   }
   if (h2) return undefined;
+  if (req.httpVersionMajor !== 1) {
+    return new ProxyError("PRT_ERR_BAD_REQUEST", `HTTP/${req.httpVersion} in an HTTP/1 request line`);
+  }
   if (hosts > 1)
     return new ProxyError("PRT_ERR_BAD_REQUEST", `${hosts} Host header fields (RFC 9112 §3.2 allows one)`);
   const te = req.headers["transfer-encoding"];

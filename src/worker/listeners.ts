@@ -68,6 +68,8 @@ function groupByListen(servers: readonly Server[]): Map<string, ListenGroup> {
   return groups;
 }
 
+function ignoreSocketError(): void {}
+
 /** The first bytes of an HTTP/2 connection with prior knowledge (RFC 9113 §3.4). */
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
@@ -260,11 +262,19 @@ function plainServer(shared: Shared, group: ListenGroup, router: HostRouter): { 
   );
   // The first bytes decide; they are put back before the chosen server reads the socket.
   const server = net.createServer((socket) => {
-    socket.once("data", (chunk: Buffer) => {
+    // A reset before the first byte (a port scanner) must not be an unhandled 'error'.
+    socket.on("error", ignoreSocketError);
+    // Bytes until they decide: a first segment may be shorter than the preface ("P" of POST).
+    let seen: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.length, H2_PREFACE.length);
+      const prefix = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (prefix && n < H2_PREFACE.length) return; // not decided yet: wait for more
+      socket.off("data", onData);
       socket.pause();
-      socket.unshift(chunk);
-      const n = Math.min(chunk.length, H2_PREFACE.length);
-      if (chunk.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) {
+      socket.unshift(seen);
+      if (prefix) {
         // node:http2 reads what is buffered itself (on the next tick): no resume here, it
         // would hand the bytes to no listener.
         h2.emit("connection", socket);
@@ -273,7 +283,8 @@ function plainServer(shared: Shared, group: ListenGroup, router: HostRouter): { 
         h1.emit("connection", socket);
         socket.resume();
       }
-    });
+    };
+    socket.on("data", onData);
   });
   // node:http checks header timeouts (client_header) from when it listens; this one never
   // does itself (the net server in front listens), so it is told.

@@ -169,7 +169,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     // The compatibility API mirrors IncomingMessage/ServerResponse (see ExchangeResponse).
     this.req = req as IncomingMessage;
     this.res = res as ServerResponse;
-    this.h2 = req.httpVersionMajor === 2;
+    // Node's HTTP/1 parser also takes a request line saying HTTP/2.0: only a real stream is HTTP/2.
+    this.h2 = (req as Http2ServerRequest).stream !== undefined;
     this.socket = req.socket;
     const headers = req.headers;
     this.requestId = requestIdFor(headers["x-request-id"]);

@@ -619,6 +619,43 @@ describe("trusted proxies", () => {
   });
 });
 
+describe("what the listener fuzzer found", () => {
+  it("a request line saying HTTP/2.0 on a plain listener gets 400, and the worker lives", async () => {
+    const res = await rawRequest(port, "GET / HTTP/2.0\r\nHost: site.test\r\n\r\n");
+    expect(res.statuses).toEqual([400]);
+    expect((await request(`http://127.0.0.1:${port}/x`, { headers: { host: "site.test" } })).status).toBe(
+      200,
+    );
+  });
+
+  it("on an h2c listener, a reset before the first byte harms nothing, and a first segment 'P' is still HTTP/1.1", async () => {
+    const h2c = portico.bound.find((b) => b.listen.endsWith(" h2c"))?.port as number;
+    const s = net.connect(h2c, "127.0.0.2");
+    s.on("error", () => {});
+    await new Promise((resolve) => s.once("connect", resolve));
+    s.resetAndDestroy();
+    await new Promise((r) => setTimeout(r, 100));
+    const post = await new Promise<string>((resolve) => {
+      const c = net.connect(h2c, "127.0.0.2");
+      let got = "";
+      c.on("data", (d) => {
+        got += d.toString("latin1");
+      });
+      c.on("close", () => resolve(got));
+      c.on("error", () => {});
+      c.once("connect", () => {
+        c.write("P");
+        setTimeout(
+          () => c.write("OST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+          20,
+        );
+      });
+    });
+    expect(post.startsWith("HTTP/1.1 200 ")).toBe(true);
+    expect(portico.lines.filter((l) => /worker died|exited unexpectedly/.test(String(l.msg)))).toEqual([]);
+  });
+});
+
 describe("connections the client closes", () => {
   it("requests pipelined behind a slow one are not left counted when the client goes (the stop is at once)", async () => {
     const socket = net.connect(port, "127.0.0.1");

@@ -3,8 +3,8 @@
  * valid, borderline or broken (methods, targets, versions, line endings, header names and
  * values with CR/LF/NUL/obs-fold, repeated or conflicting Content-Length and
  * Transfer-Encoding, huge lines, chunked bodies with bad sizes, Expect and Upgrade), pipelined,
- * then changed byte by byte, or replaced by random bytes or an HTTP/2 preface; and how they
- * are sent (in pieces, then half-closed, held open, reset, or cut off).
+ * then changed byte by byte, or replaced by random bytes, an HTTP/2 preface or nothing at
+ * all; and how they are sent (in pieces, then half-closed, held open, reset, or cut off).
  */
 import fc from "fast-check";
 
@@ -42,6 +42,11 @@ export interface Sending {
   cuts: number[];
   gapMs: number;
   /**
+   * The first byte goes out alone, `gapMs` (at least 1 ms) before the rest: a client's first
+   * TCP segment may be that short, and whatever looks at the first bytes must wait for more.
+   */
+  firstByteAlone: boolean;
+  /**
    * After the last piece: `end` half-closes (FIN) and waits for the close; `hold` keeps the
    * socket open until the answer stops coming; `reset` sends RST shortly after; `cut` destroys
    * the socket after the first piece.
@@ -54,7 +59,9 @@ export interface ListenerCase {
   payload:
     | { kind: "requests"; requests: RequestSpec[]; changes: ByteChange[] }
     | { kind: "random"; bytes: Uint8Array }
-    | { kind: "h2-preface"; tail: Uint8Array };
+    | { kind: "h2-preface"; tail: Uint8Array }
+    /** Not a byte: connect, then close, reset or wait (a port scanner, a health checker). */
+    | { kind: "nothing" };
   sending: Sending;
 }
 
@@ -133,6 +140,7 @@ const version = fc.oneof(
     weight: 1,
     arbitrary: fc.constantFrom(
       "HTTP/1.0",
+      "HTTP/2.0",
       "HTTP/0.9",
       "HTTP/1.2",
       "HTTP/9.9",
@@ -464,6 +472,7 @@ export const listenerCase: fc.Arbitrary<ListenerCase> = fc.record({
         tail: fc.uint8Array({ maxLength: 200 }),
       }),
     },
+    { weight: 1, arbitrary: fc.constant({ kind: "nothing" as const }) },
   ),
   sending: fc.record({
     cuts: fc.oneof(
@@ -473,6 +482,10 @@ export const listenerCase: fc.Arbitrary<ListenerCase> = fc.record({
     gapMs: fc.oneof(
       { weight: 3, arbitrary: fc.constant(0) },
       { weight: 1, arbitrary: fc.integer({ min: 1, max: 30 }) },
+    ),
+    firstByteAlone: fc.oneof(
+      { weight: 15, arbitrary: fc.constant(false) },
+      { weight: 1, arbitrary: fc.constant(true) },
     ),
     finally: fc.oneof(
       { weight: 10, arbitrary: fc.constant("end" as const) },
@@ -491,5 +504,6 @@ export function caseBytes(c: ListenerCase): Buffer {
   const p = c.payload;
   if (p.kind === "random") return Buffer.from(p.bytes);
   if (p.kind === "h2-preface") return Buffer.concat([H2_PREFACE, p.tail]);
+  if (p.kind === "nothing") return Buffer.alloc(0);
   return applyByteChanges(Buffer.concat(p.requests.map(serialize)), p.changes);
 }
