@@ -5,7 +5,7 @@
  * every worker of every live generation. Labels are bounded: server names and route ids
  * from the config, upstream names, status classes; never paths or client addresses.
  */
-import { AggregatorRegistry, Counter, Histogram, Registry } from "prom-client";
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Route, Server } from "../config/types.js";
 
 /** Request and upstream timings, seconds: from 1 ms to a minute. */
@@ -45,6 +45,13 @@ export class WorkerMetrics {
     buckets: BUCKETS,
     registers: [this.registry],
   });
+  /** Retries sent to another peer, and retries the retry budget refused, by upstream. */
+  readonly retries = new Counter({
+    name: "portico_retries_total",
+    help: "Requests sent to another peer after a failure, by upstream and outcome (sent, budget_exhausted).",
+    labelNames: ["upstream", "outcome"],
+    registers: [this.registry],
+  });
   private readonly routes = new WeakMap<Route, RouteMetrics>();
   /** Bound children of the upstream header histogram, by upstream name (from the config: bounded). */
   private readonly headerChildren = new Map<string, ReturnType<Histogram<string>["labels"]>>();
@@ -74,6 +81,31 @@ export class WorkerMetrics {
       this.headerChildren.set(upstream, child);
     }
     child.observe(seconds);
+  }
+
+  /**
+   * Gauges read when scraped (nothing on the request path): client connections, requests in
+   * flight and WebSocket tunnels open in this worker, and connections refused over
+   * limits.max_connections.
+   */
+  watchConnections(read: () => { open: number; inFlight: number; tunnels: number; refused: number }): void {
+    const gauge = (name: string, help: string, pick: (v: ReturnType<typeof read>) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(pick(read()));
+        },
+      });
+    gauge("portico_client_connections", "Client connections open.", (v) => v.open);
+    gauge("portico_requests_in_flight", "Requests whose response is not over yet.", (v) => v.inFlight);
+    gauge("portico_tunnels_open", "WebSocket tunnels open.", (v) => v.tunnels);
+    gauge(
+      "portico_connections_refused",
+      "Client connections refused since the worker started (limits.max_connections).",
+      (v) => v.refused,
+    );
   }
 
   /** The registry as JSON, for the master. */

@@ -73,6 +73,13 @@ class Worker {
       }
     }
     this.via = `1.1 ${msg.instanceId}`;
+    const connections = this.connections;
+    metrics.watchConnections(() => ({
+      open: connections.open,
+      inFlight: connections.inFlight,
+      tunnels: connections.tunnels,
+      refused: connections.dropped,
+    }));
     this.rateLimits = new MasterRateLimits({
       // With a callback, a channel that closed meanwhile is an error passed to it, not thrown.
       send: (m) => process.send?.(m, undefined, {}, () => {}) ?? false,

@@ -555,6 +555,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (!next) return false;
     const budget = this.ctx.retries;
     if (!budget.withdraw()) {
+      this.ctx.metrics.retries.labels(group.name, "budget_exhausted").inc();
       if (budget.takeReport()) {
         this.ctx.log.warn(
           { requestId: this.requestId, peer: failed.address, refusedRetries: budget.exhausted },
@@ -567,6 +568,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       { requestId: this.requestId, peer: failed.address, next: next.address },
       `${error.message}; trying the next peer`,
     );
+    this.ctx.metrics.retries.labels(group.name, "sent").inc();
     this.releasePeer();
     this.send(next);
     return true;

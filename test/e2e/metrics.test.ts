@@ -4,15 +4,17 @@
  */
 import { writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Backend, startBackend } from "../helpers/backend.js";
+import { type Backend, closedPort, startBackend } from "../helpers/backend.js";
 import { request } from "../helpers/http.js";
 import { type Portico, runCli, startPortico } from "../helpers/portico.js";
 
 let app: Backend;
+let dead: number;
 const running: Portico[] = [];
 
 beforeAll(async () => {
   app = await startBackend("app");
+  dead = await closedPort();
 });
 
 afterAll(async () => {
@@ -26,12 +28,15 @@ workers: 2
 ${admin}
 upstreams:
   app: { servers: [{ address: ${app.address} }] }
+  two: { servers: [{ address: 127.0.0.1:${dead} }, { address: ${app.address} }] }
 servers:
   - listen: 127.0.0.1:0
     server_names: [site.test]
     routes:
       - exact: /fixed
         return: { status: 204 }
+      - path: /two/
+        upstream: two
       - path: /
         upstream: app
 `;
@@ -76,7 +81,7 @@ describe("admin listener", () => {
     const scrape = await request(`${admin}/metrics`);
     expect(scrape.status).toBe(200);
     const text = scrape.body.toString();
-    const route = { server: "site.test", route: "servers[0].routes[1]", upstream: "app" };
+    const route = { server: "site.test", route: "servers[0].routes[2]", upstream: "app" };
     expect(sample(text, "portico_requests_total", { ...route, status_class: "2xx" })).toBe(N);
     expect(
       sample(text, "portico_requests_total", { route: "servers[0].routes[0]", status_class: "2xx" }),
@@ -86,6 +91,18 @@ describe("admin listener", () => {
     ).toBe(N);
     expect(sample(text, "portico_request_duration_seconds_bucket", { upstream: "app", le: "+Inf" })).toBe(N);
     expect(sample(text, "portico_upstream_header_seconds_count", { upstream: "app" })).toBe(N);
+    // A peer that refuses connections: its requests go to the other peer, and are counted.
+    for (let i = 0; i < 4; i++) {
+      expect((await request(`${p.url()}/two/x`, { headers: { host: "site.test" } })).status).toBe(200);
+    }
+    const retried = (await request(`${admin}/metrics`)).body.toString();
+    expect(
+      sample(retried, "portico_retries_total", { upstream: "two", outcome: "sent" }),
+    ).toBeGreaterThanOrEqual(1);
+    // Gauges read at the scrape: no request is in flight now, and the sum covers both workers.
+    expect(text).toMatch(/^portico_requests_in_flight 0$/m);
+    expect(text).toMatch(/^portico_client_connections \d+$/m);
+    expect(text).toMatch(/^portico_tunnels_open 0$/m);
     // Bounded labels: no path or client address appears.
     expect(text).not.toContain('"/n"');
     expect(text).not.toContain("127.0.0.1");
