@@ -157,6 +157,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private upstream?: string;
   /** The client's address after `trusted_proxies` (computed on first use). */
   private clientAddress?: string;
+  /** Whether the connection's address is a trusted proxy (computed on first use). */
+  private trustedRemote?: boolean;
   /** The connection is closed after the response (a request refused for its framing). */
   private mustClose = false;
   /** The client sent `TE: trailers`: response trailers are passed on (and asked for upstream). */
@@ -198,9 +200,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
     return this.socket.remoteAddress ?? "";
   }
 
-  /** The connection comes from a trusted proxy (`trusted_proxies`). */
+  /** The connection comes from a trusted proxy (`trusted_proxies`); asked once per request. */
   get fromTrustedProxy(): boolean {
-    return this.ctx.trusted?.trusts(this.remote) ?? false;
+    if (this.trustedRemote === undefined) this.trustedRemote = this.ctx.trusted?.trusts(this.remote) ?? false;
+    return this.trustedRemote;
   }
 
   /**
@@ -210,10 +213,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
   get client(): string {
     if (this.clientAddress === undefined) {
       const remote = this.remote;
-      const trusted = this.ctx.trusted;
       this.clientAddress =
-        trusted?.trusts(remote) === true
-          ? trusted.clientOf(remote, this.req.headers["x-forwarded-for"])
+        this.fromTrustedProxy && this.ctx.trusted
+          ? this.ctx.trusted.clientOf(remote, this.req.headers["x-forwarded-for"])
           : remote;
     }
     return this.clientAddress;

@@ -95,9 +95,15 @@ function killQuietly(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** The first executable called `name` in PATH, /usr/sbin or /sbin. */
-function findTool(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin", "/usr/bin"];
+/** The first executable called `name` in PATH or the usual system directories (a test's PATH may lack sbin). */
+export function findTool(name: string): string | undefined {
+  const dirs = [
+    ...(process.env.PATH ?? "").split(delimiter),
+    "/usr/sbin",
+    "/sbin",
+    "/usr/bin",
+    "/usr/local/bin",
+  ];
   for (const dir of dirs) {
     if (!dir) continue;
     const path = join(dir, name);

@@ -13,26 +13,10 @@ import { accessSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs"
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { run } from "./real-dns.js";
+import { findTool, run } from "./real-dns.js";
 
 /** The Debian package that provides redis-server. */
 export const PACKAGE = "redis-server";
-
-/** The first executable called `name` in PATH, /usr/bin, /usr/sbin or /usr/local/bin. */
-function findTool(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/bin", "/usr/sbin", "/usr/local/bin"];
-  for (const dir of dirs) {
-    if (!dir) continue;
-    const path = join(dir, name);
-    try {
-      accessSync(path, constants.X_OK);
-      return path;
-    } catch {
-      // Not here.
-    }
-  }
-  return undefined;
-}
 
 const tail = (text: string, n = 1500) => text.trim().slice(-n);
 
