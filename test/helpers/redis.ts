@@ -9,10 +9,10 @@
  * possible, so the caller can skip with the reason.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { accessSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { findTool, run } from "./real-dns.js";
 
 /** The Debian package that provides redis-server. */
