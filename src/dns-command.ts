@@ -9,11 +9,10 @@ import { readFileSync } from "node:fs";
 import { parseDuration } from "./config/units.js";
 import {
   type DnsAnswer,
-  DnsError,
   isNoService,
+  lookupEach,
   NO_SERVICE,
   type QueryType,
-  Resolver,
   type TlsOptions,
 } from "./dns/index.js";
 
@@ -57,35 +56,15 @@ export async function dnsCommand(args: string[], options: DnsCommandOptions): Pr
   // No --server: exactly what the proxy would do (hosts file, then resolv.conf). With --server:
   // ask that server only, once, as dig does.
   const targets = options.servers.length > 0 ? options.servers : [undefined];
-  const results = await Promise.all(
-    targets.map(async (server) => {
-      let resolver: Resolver;
-      try {
-        resolver = new Resolver(
-          server === undefined
-            ? { tls, timeoutMs }
-            : { nameservers: [server], hostsFile: false, attempts: 1, tls, timeoutMs },
-        );
-      } catch (err) {
-        return { server, text: `;; ${(err as Error).message}\n`, ok: false };
-      }
-      const started = performance.now();
-      try {
-        const answer = await resolver.resolve(name, type);
-        return { server, text: formatAnswer(answer, performance.now() - started), ok: true };
-      } catch (err) {
-        const ms = performance.now() - started;
-        const code = err instanceof DnsError ? err.code : "ERROR";
-        return {
-          server,
-          text: `;; ${code}: ${(err as Error).message}\n;; time ${ms.toFixed(1)} ms\n`,
-          ok: false,
-        };
-      } finally {
-        await resolver.close();
-      }
-    }),
-  );
+  const results = (await lookupEach(name, type, targets, { tls, timeoutMs })).map((r) => ({
+    server: r.server,
+    ok: r.ok,
+    text: r.ok
+      ? formatAnswer(r.answer, r.ms)
+      : r.code === "BAD_SERVER"
+        ? `;; ${r.message}\n`
+        : `;; ${r.code}: ${r.message}\n;; time ${r.ms.toFixed(1)} ms\n`,
+  }));
   const out = results.map(
     ({ server, text }) => `;; server ${server ?? "(hosts file, then resolv.conf)"}\n${text}`,
   );

@@ -107,6 +107,14 @@ export class DnsCache {
     for (let node = this.oldest; node; node = node.newer) node.entry.retryAfter = 0;
   }
 
+  /** Drop the entry of `key`; true when there was one. */
+  delete(key: string): boolean {
+    const node = this.nodes.get(key);
+    if (!node) return false;
+    this.remove(node);
+    return true;
+  }
+
   clear(): void {
     this.nodes.clear();
     this.oldest = undefined;

@@ -11,8 +11,10 @@ export {
   type ServerFailure,
 } from "./errors.js";
 export { parseHosts } from "./hosts.js";
+export { type LookupResult, lookupEach } from "./lookup.js";
 export { isHostName, isNoService, NO_SERVICE } from "./names.js";
 export {
+  type DnsObserver,
   NAMESERVER_FORMS,
   type NameserverStats,
   nameserverProblem,

@@ -120,6 +120,16 @@ export function parseNameserverUrl(input: string, tls: TlsOptions = {}): Endpoin
   };
 }
 
+/**
+ * Told of every query and cache lookup, for metrics (the DNS layer keeps no metrics library).
+ * `outcome` is the rcode of an answer (NOERROR, NXDOMAIN, SERVFAIL...) or the error code of a
+ * query that got none (TIMEOUT, NETWORK, MALFORMED).
+ */
+export interface DnsObserver {
+  query?(server: string, transport: TransportKind, outcome: string, ms: number): void;
+  cache?(result: "hit" | "miss" | "stale"): void;
+}
+
 export class Nameserver {
   readonly url: string;
   readonly kind: TransportKind;
@@ -136,6 +146,7 @@ export class Nameserver {
     tls: TlsOptions = {},
     breaker: BreakerOptions = {},
     udpQueriesPerSocket = DEFAULT_UDP_QUERIES_PER_SOCKET,
+    private readonly observer: DnsObserver = {},
   ) {
     const { kind, ...endpoint } = parseNameserverUrl(url, tls);
     this.url = url;
@@ -179,13 +190,13 @@ export class Nameserver {
       try {
         response = await transport.exchange(question, timeoutMs);
       } catch (err) {
-        this.failed(err);
+        this.failed(err, kind, started);
         // A truncated UDP answer retried over TCP: say it was TCP that failed.
         if (kind !== this.kind && err instanceof DnsError)
           throw new DnsError(err.code, err.message, { ...err.details, transport: kind });
         throw err;
       }
-      this.answered(response, started);
+      this.answered(response, started, kind);
       if (kind !== "udp" || !response.flag_tc) return { response, transport: kind };
       this.counters.truncated++;
       this.tcpFallback ??= new StreamTransport("tcp", this.endpoint, this.events);
@@ -200,7 +211,7 @@ export class Nameserver {
     return performance.now();
   }
 
-  private answered(response: Response, started: number): void {
+  private answered(response: Response, started: number, transport: TransportKind): void {
     const c = this.counters;
     const ms = performance.now() - started;
     c.answered++;
@@ -208,11 +219,13 @@ export class Nameserver {
     if (ms > c.latencyMsMax) c.latencyMsMax = ms;
     const rcode = response.rcode ?? "NOERROR";
     c.rcodes[rcode] = (c.rcodes[rcode] ?? 0) + 1;
+    this.observer.query?.(this.url, transport, rcode, ms);
   }
 
-  private failed(err: unknown): void {
+  private failed(err: unknown, transport: TransportKind, started: number): void {
     const c = this.counters;
     const code = err instanceof DnsError ? err.code : "NETWORK";
+    this.observer.query?.(this.url, transport, code, performance.now() - started);
     if (code === "TIMEOUT") c.timeouts++;
     else if (code === "MALFORMED") c.malformed++;
     else c.networkErrors++;

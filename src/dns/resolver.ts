@@ -15,7 +15,7 @@ import {
 } from "./errors.js";
 import { HostsFile } from "./hosts.js";
 import { answerRecords, canonicalName, negativeTtl, type Response } from "./message.js";
-import { Nameserver, type NameserverStats, type TlsOptions } from "./nameserver.js";
+import { type DnsObserver, Nameserver, type NameserverStats, type TlsOptions } from "./nameserver.js";
 import { readResolvConf } from "./resolv-conf.js";
 import type {
   AnswerSource,
@@ -75,6 +75,8 @@ export interface ResolverOptions {
    * retries failing names on its own schedule (discovery) re-asks them now.
    */
   onRecovered?: (server: string) => void;
+  /** Told of every query and cache lookup (metrics). */
+  observer?: DnsObserver;
 }
 
 /** The resolver's counters: cache and each nameserver. */
@@ -118,6 +120,7 @@ export class Resolver {
   private readonly hostsTtl: number;
   private readonly maxCnameChain: number;
   private readonly onRecovered: ((server: string) => void) | undefined;
+  private readonly observer: DnsObserver | undefined;
   private nextServer = 0;
   /** Nameservers whose last query failed (no answer, or SERVFAIL/REFUSED). */
   private readonly failing = new Set<Nameserver>();
@@ -126,7 +129,8 @@ export class Resolver {
     const explicit = options.nameservers !== undefined;
     const conf = explicit ? undefined : readResolvConf(options.resolvConf);
     this.nameservers = (options.nameservers ?? conf?.nameservers ?? []).map(
-      (url) => new Nameserver(url, options.tls, options.breaker, options.udpQueriesPerSocket),
+      (url) =>
+        new Nameserver(url, options.tls, options.breaker, options.udpQueriesPerSocket, options.observer),
     );
     this.timeoutMs = options.timeoutMs ?? (conf ? conf.timeout * 1000 : 2000);
     this.attempts = options.attempts ?? conf?.attempts ?? 2;
@@ -140,6 +144,7 @@ export class Resolver {
     this.hostsTtl = options.hostsTtl ?? 5;
     this.maxCnameChain = options.maxCnameChain ?? 8;
     this.onRecovered = options.onRecovered;
+    this.observer = options.observer;
     this.cache = new DnsCache(options.maxEntries ?? 10_000, options.staleMaxMs ?? 86_400_000);
     const hostsFile = options.hostsFile ?? "/etc/hosts";
     this.hosts = hostsFile === false ? undefined : new HostsFile(hostsFile);
@@ -184,6 +189,7 @@ export class Resolver {
     const entry = this.cache.get(key, now);
     if (entry && now < entry.expiresAt) {
       this.cache.counters.hits++;
+      this.observer?.cache?.("hit");
       // Prefetch: a hit in the last 10% of the TTL refreshes the entry before it expires.
       if (entry.expiresAt - now < entry.ttl * 100 && !this.inflight.has(key)) {
         this.cache.counters.prefetches++;
@@ -194,6 +200,7 @@ export class Resolver {
         : Promise.reject(negativeError(entry));
     }
     this.cache.counters.misses++;
+    this.observer?.cache?.("miss");
     if (entry && now < entry.retryAfter) return this.serveStale(entry, now);
     return this.share(key, name, type, chain, entry);
   }
@@ -279,6 +286,7 @@ export class Resolver {
   /** An expired entry served per RFC 8767 (the retry interval as TTL), or its negative error thrown. */
   private staleAnswer(entry: CacheEntry, now: number): DnsAnswer {
     this.cache.counters.staleServed++;
+    this.observer?.cache?.("stale");
     if (!entry.answer) throw negativeError(entry);
     const answer = fromCache(entry, entry.answer, now);
     answer.ttl = Math.max(1, Math.ceil(this.staleRetryMs / 1000));
@@ -487,6 +495,18 @@ export class Resolver {
   private clamp(ttl: number): number {
     if (ttl === 0) return 0;
     return Math.min(Math.max(ttl, this.minTtl), this.maxTtl);
+  }
+
+  /**
+   * Drop the cached answers for `name` (canonical form: lower case, no trailing dot), of
+   * `type` or of every type; returns how many entries went.
+   */
+  forget(name: string, type?: QueryType): number {
+    const canonical = canonicalName(name);
+    const types: QueryType[] = type ? [type] : ["A", "AAAA", "SRV", "CNAME"];
+    let dropped = 0;
+    for (const t of types) if (this.cache.delete(`${t} ${canonical}`)) dropped++;
+    return dropped;
   }
 
   stats(): ResolverStats {
