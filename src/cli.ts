@@ -3,7 +3,6 @@
  * The `portico` command: `start` runs the proxy, `check` validates a config (like `nginx -t`),
  * `reload`/`stop` signal the running master, `dns` queries through the DNS layer.
  */
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { formatIssue, loadConfig } from "./config/load.js";
 import { dnsCommand } from "./dns-command.js";
@@ -11,6 +10,7 @@ import { runMaster } from "./master/master.js";
 import { isRunning, runningMaster } from "./master/pid-file.js";
 import { prepareTls } from "./tls/material.js";
 import { unresolvedNameWarnings } from "./upstream/name-check.js";
+import { porticoVersion } from "./version.js";
 
 const USAGE = `Usage: portico <command> [options]
 
@@ -35,13 +35,6 @@ dns options:
   --timeout DURATION  per query (default 2s with --server, else resolv.conf's)
   -v, --version       print the version
 `;
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
-    version: string;
-  };
-  return pkg.version;
-}
 
 /**
  * `portico check`: print every issue as FILE:LINE:COL, then `configuration OK` or exit 1.
@@ -122,7 +115,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const { values, positionals } = parsed;
   if (values.version) {
-    process.stdout.write(`portico ${version()}\n`);
+    process.stdout.write(`portico ${porticoVersion()}\n`);
     return 0;
   }
   const command = positionals[0];

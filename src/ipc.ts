@@ -5,6 +5,7 @@
  */
 import type { Config, RateLimit } from "./config/types.js";
 import type { MetricsJson } from "./observability/metrics.js";
+import type { WorkerStatus } from "./observability/status.js";
 import type { TlsMaterial } from "./tls/material.js";
 import type { PeerTable } from "./upstream/peer-table.js";
 
@@ -84,7 +85,6 @@ export interface RateLimitAnswerMessage {
   answers: Array<[seq: number, waitMs: number]>;
 }
 
-/** Every message the master sends. */
 /** Master -> worker: send your metrics registry (a scrape of the admin listener). */
 export interface MetricsRequestMessage {
   type: "metrics-request";
@@ -98,8 +98,23 @@ export interface MetricsMessage {
   metrics: MetricsJson;
 }
 
+/** Master -> worker: send your part of `/status` (the admin listener). */
+export interface StatusRequestMessage {
+  type: "status-request";
+  id: number;
+}
+
+/** Worker -> master: a worker's part of `/status`, for request `id`. */
+export interface StatusMessage {
+  type: "status";
+  id: number;
+  status: WorkerStatus;
+}
+
+/** Every message the master sends. */
 export type MasterToWorker =
   | MetricsRequestMessage
+  | StatusRequestMessage
   | ConfigMessage
   | PeersMessage
   | DrainMessage
@@ -194,6 +209,7 @@ export interface RateLimitCountsMessage {
 /** Every message a worker sends. */
 export type WorkerToMaster =
   | MetricsMessage
+  | StatusMessage
   | BootedMessage
   | ListeningMessage
   | ListenErrorMessage

@@ -358,6 +358,10 @@ function checkAdmin(admin: Data, source: SourceDocument): ConfigIssue[] {
       source.issue(at, `admin.listen '${listen}' takes no flag: write only the address, e.g. 127.0.0.1:9901`),
     ];
   }
+  const rate = admin.dns_rate;
+  const parsedRate = typeof rate === "string" || typeof rate === "number" ? parseRate(rate) : undefined;
+  if (parsedRate?.ok === false)
+    return [source.issue(source.valueAt(["admin", "dns_rate"]), parsedRate.error)];
   const host = parsed.value.host;
   const loopback = host === "::1" || host.startsWith("127.");
   if (!loopback && typeof admin.token !== "string") {

@@ -150,7 +150,7 @@ interface RawConfig {
     max_connections: number;
   };
   trusted_proxies: string[];
-  admin?: { listen: string | number; token?: string };
+  admin?: { listen: string | number; token?: string; dns_rate: string | number; dns_burst: number };
   upstreams: Record<string, RawUpstream>;
   servers: RawServer[];
 }
@@ -450,7 +450,13 @@ export function buildConfig(data: unknown, source: SourceDocument, absoluteFile:
       clientBody: timeout("client_body"),
     },
     limits,
-    admin: raw.admin ? { ...adminAddress(raw.admin.listen), token: raw.admin.token } : undefined,
+    admin: raw.admin
+      ? {
+          ...adminAddress(raw.admin.listen),
+          token: raw.admin.token,
+          dnsRate: { rate: valid(parseRate(raw.admin.dns_rate)), capacity: raw.admin.dns_burst + 1 },
+        }
+      : undefined,
     trustedProxies: raw.trusted_proxies.map((text) => valid(parseCidr(text))),
     http2: {
       enabled: raw.http2.enabled,

@@ -777,7 +777,7 @@ export const configSchema: JsonSchema = {
     limits: limitsSchema,
     admin: {
       description:
-        "The admin listener, in the master: /metrics (Prometheus) and /healthz. Off unless set. Default: none.",
+        "The admin listener, in the master: the status page (/), /status, /metrics (Prometheus), /healthz, /dns, POST /dns/flush, POST /reload. Off unless set. Default: none.",
       type: "object",
       additionalProperties: false,
       required: ["listen"],
@@ -790,9 +790,21 @@ export const configSchema: JsonSchema = {
         },
         token: {
           description:
-            "Bearer token every request must carry (`Authorization: Bearer TOKEN`); compared in constant time. Required off loopback.",
+            "Token every request must carry (`Authorization: Bearer TOKEN`, or as the password of HTTP Basic authentication, which browsers ask for); compared in constant time. Required off loopback.",
           type: "string",
           minLength: 16,
+        },
+        dns_rate: {
+          description:
+            "Requests to /dns and /dns/flush each client address may make per second or minute (a token bucket; over it, 429 with Retry-After): 5/s, 60/m. Default: 5/s.",
+          type: ["string", "number"],
+          default: "5/s",
+        },
+        dns_burst: {
+          description: "Requests to /dns and /dns/flush let through at once above dns_rate. Default: 10.",
+          type: "integer",
+          minimum: 0,
+          default: 10,
         },
       },
     },

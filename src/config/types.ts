@@ -371,7 +371,15 @@ export interface Config {
   http2: Http2Config;
   limits: Limits;
   /** The admin listener (master): undefined when off. */
-  admin: { host: string; port: number; token: string | undefined } | undefined;
+  admin:
+    | {
+        host: string;
+        port: number;
+        token: string | undefined;
+        /** Token bucket of each client of /dns and /dns/flush (per second, tokens). */
+        dnsRate: { rate: number; capacity: number };
+      }
+    | undefined;
   /** `trusted_proxies`: addresses and CIDR ranges whose X-Forwarded-For is believed. */
   trustedProxies: Cidr[];
   /** Absolute path of the master's PID file. */

@@ -15,6 +15,7 @@ import {
 } from "../ipc.js";
 import type { Logger } from "../observability/logger.js";
 import type { MetricsJson } from "../observability/metrics.js";
+import type { WorkerStatus } from "../observability/status.js";
 import type { TlsMaterial } from "../tls/material.js";
 import type { PeerTable } from "../upstream/peer-table.js";
 
@@ -99,28 +100,41 @@ export class Generation extends EventEmitter {
     return this.slots.filter((s) => s.worker).length;
   }
 
-  /** Scrapes waiting for a worker's metrics, by `id:slot`. */
-  private readonly metricsWaiters = new Map<string, (metrics: MetricsJson | undefined) => void>();
+  /** Admin requests waiting for a worker's answer, by `kind:id:slot`. */
+  private readonly waiters = new Map<string, (answer: unknown) => void>();
 
   /**
    * Every live worker's metrics for scrape `id`: undefined for one that did not answer within
    * `timeoutMs` (busy, or exiting), so a scrape always answers.
    */
   metrics(id: number, timeoutMs: number): Promise<Array<MetricsJson | undefined>> {
+    return this.ask<MetricsJson>("metrics-request", id, timeoutMs);
+  }
+
+  /** Every live worker's part of `/status` (undefined for one that did not answer in time). */
+  status(id: number, timeoutMs: number): Promise<Array<WorkerStatus | undefined>> {
+    return this.ask<WorkerStatus>("status-request", id, timeoutMs);
+  }
+
+  private ask<T>(
+    type: "metrics-request" | "status-request",
+    id: number,
+    timeoutMs: number,
+  ): Promise<Array<T | undefined>> {
     return Promise.all(
       this.slots.map((slot) => {
         const worker = slot.worker;
         if (!worker?.isConnected() || !slot.listening) return Promise.resolve(undefined);
-        const key = `${id}:${slot.index}`;
-        return new Promise<MetricsJson | undefined>((resolve) => {
-          const done = (metrics: MetricsJson | undefined) => {
+        const key = `${type}:${id}:${slot.index}`;
+        return new Promise<T | undefined>((resolve) => {
+          const done = (answer: unknown) => {
             clearTimeout(timer);
-            this.metricsWaiters.delete(key);
-            resolve(metrics);
+            this.waiters.delete(key);
+            resolve(answer as T | undefined);
           };
           const timer = setTimeout(() => done(undefined), timeoutMs);
-          this.metricsWaiters.set(key, done);
-          worker.send({ type: "metrics-request", id } satisfies MasterToWorker);
+          this.waiters.set(key, done);
+          worker.send({ type, id } satisfies MasterToWorker);
         });
       }),
     );
@@ -197,7 +211,9 @@ export class Generation extends EventEmitter {
         if (worker?.isConnected()) worker.send(answer);
       });
     } else if (msg.type === "metrics") {
-      this.metricsWaiters.get(`${msg.id}:${slot.index}`)?.(msg.metrics);
+      this.waiters.get(`metrics-request:${msg.id}:${slot.index}`)?.(msg.metrics);
+    } else if (msg.type === "status") {
+      this.waiters.get(`status-request:${msg.id}:${slot.index}`)?.(msg.status);
     } else if (msg.type === "rate-limit-counts") {
       this.emit("rate-limit-counts", msg);
     }

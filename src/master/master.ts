@@ -5,10 +5,12 @@
  * (a second signal stops at once). It never handles a proxied request.
  */
 import cluster from "node:cluster";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { formatIssue, loadConfig } from "../config/load.js";
-import type { Config } from "../config/types.js";
+import type { Config, ConfigIssue, Upstream } from "../config/types.js";
+import { type Deferred, deferred } from "../deferred.js";
 import type {
   BoundAddress,
   ListenErrorMessage,
@@ -19,13 +21,23 @@ import type {
 } from "../ipc.js";
 import { createLogger, type Logger, reopenLogFiles } from "../observability/logger.js";
 import { aggregateMetrics, MasterMetrics, type MetricsJson } from "../observability/metrics.js";
+import type {
+  GenerationStatus,
+  PeerHealth,
+  PeerStatus,
+  StatusDocument,
+  UpstreamStatus,
+  WorkerPeerStatus,
+  WorkerStatus,
+} from "../observability/status.js";
 import { RateLimitService } from "../ratelimit/service.js";
 import { prepareTls, type TlsMaterial } from "../tls/material.js";
 import { TicketKeys } from "../tls/ticket-keys.js";
 import { Discovery } from "../upstream/discovery.js";
 import { HealthChecker } from "../upstream/health.js";
-import type { PeerTable } from "../upstream/peer-table.js";
-import { type Admin, startAdmin } from "./admin.js";
+import { type PeerSpec, type PeerTable, serverLabel, upstreamPeers } from "../upstream/peer-table.js";
+import { porticoVersion } from "../version.js";
+import { type Admin, type ReloadResult, startAdmin } from "./admin.js";
 import { Generation, listenHint } from "./generation.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
 
@@ -35,6 +47,17 @@ const KILL_GRACE_MS = 5_000;
 const DNS_SETTLE_MS = 3_000;
 /** How long a start or reload waits for the first health check of new peers. */
 const HEALTH_SETTLE_MS = 3_000;
+
+/** The SHA-256 of a config file as read now, and when. */
+function configIdentity(file: string): { sha256: string; loadedAt: number } {
+  let sha256 = "";
+  try {
+    sha256 = createHash("sha256").update(readFileSync(file)).digest("hex");
+  } catch {
+    // Unreadable just after it was loaded: the status shows no hash rather than fail.
+  }
+  return { sha256, loadedAt: Date.now() };
+}
 
 /** How a new generation's start ended. */
 type StartOutcome = { ok: true; bound: BoundAddress[] } | { ok: false; reason: string };
@@ -73,7 +96,10 @@ class Master {
   private readonly retiring = new Set<Generation>();
   private nextNumber = 1;
   private reloading = false;
-  private reloadPending = false;
+  /** A reload asked for while another ran (or before the first start finished). */
+  private queued?: Deferred<ReloadResult>;
+  /** The config file the serving generation was loaded from: its hash and when. */
+  private loaded: { sha256: string; loadedAt: number };
   private stopping = false;
   private failedReloads = 0;
   private resolveExit?: (code: number) => void;
@@ -101,10 +127,27 @@ class Master {
   constructor(configFile: string, config: Config) {
     this.configFile = configFile;
     this.config = config;
+    this.loaded = configIdentity(configFile);
     this.log = createLogger(config.log.error, config.log.level, { role: "master" });
-    this.discovery = new Discovery(config.dns, this.log);
+    const m = this.metrics;
+    this.discovery = new Discovery(config.dns, this.log, {
+      query: (server, transport, rcode, ms) => {
+        m.dnsQueries.labels(server, transport, rcode).inc();
+        m.dnsDuration.labels(server, transport).observe(ms / 1000);
+      },
+      cache: (result) => m.dnsCache.labels(result).inc(),
+    });
     this.health = new HealthChecker(this.log);
     this.rateLimits = new RateLimitService(this.log);
+    this.discovery.on("upstream-change", (upstream: string) => m.peerSetChanges.labels(upstream).inc());
+    this.health.on("checked", (upstream: string, passed: boolean) =>
+      m.healthChecks.labels(upstream, passed ? "pass" : "fail").inc(),
+    );
+    m.watch({
+      peers: () => this.peerCounts(),
+      generation: () => this.current?.number ?? 0,
+      rateLimits: () => this.rateLimits.stats(),
+    });
     this.discovery.on("change", () => {
       // New or departed peers are checked (or forgotten) before workers hear of them.
       this.health.update(this.trackedConfigs, this.discovery.table);
@@ -258,7 +301,7 @@ class Master {
       },
       "portico ready",
     );
-    if (this.reloadPending) void this.reload("SIGHUP (queued)");
+    this.runQueued("reload");
   }
 
   private async startGeneration(generation: Generation, timeoutMs: number): Promise<StartOutcome> {
@@ -320,16 +363,29 @@ class Master {
   /**
    * Reload: validate the file; start the next generation with it; once all its workers
    * listen, drain the current one. Any failure keeps the current generation serving.
+   * Resolves with the outcome (SIGHUP ignores it; `POST /reload` answers with it). A reload
+   * asked for while one runs is queued: several coalesce into one, all told its outcome.
    */
-  async reload(trigger: string): Promise<void> {
-    if (this.stopping) return;
+  reload(trigger: string): Promise<ReloadResult> {
+    if (this.stopping) return Promise.resolve({ ok: false, reason: "portico is stopping", errors: [] });
     if (this.reloading || !this.current) {
-      this.reloadPending = true;
-      return;
+      this.queued ??= deferred<ReloadResult>();
+      return this.queued.promise;
     }
+    return this.reloadNow(trigger, this.current);
+  }
+
+  /** Run the queued reload, if any (after a reload or the first start). */
+  private runQueued(trigger: string): void {
+    const queued = this.queued;
+    if (!queued) return;
+    this.queued = undefined;
+    void this.reload(`${trigger} (queued)`).then(queued.resolve);
+  }
+
+  private async reloadNow(trigger: string, current: Generation): Promise<ReloadResult> {
     this.reloading = true;
     const begun = performance.now();
-    const current = this.current;
     try {
       const { config, issues } = loadConfig(this.configFile);
       for (const issue of issues) {
@@ -337,17 +393,18 @@ class Master {
         if (issue.severity === "error") this.log.error(line);
         else this.log.warn(line);
       }
+      const warnings = issues.filter((i) => i.severity === "warning");
       if (!config) {
-        this.reloadFailed(current, `${this.configFile} is invalid (${issues.length} problem(s) above)`);
-        return;
+        return this.reloadFailed(
+          current,
+          `${this.configFile} is invalid (${issues.filter((i) => i.severity === "error").length} error(s))`,
+          issues,
+        );
       }
       // Certificates are read again on every reload: a renewed file is served from now on.
       const tls = await this.loadTls(config, false);
-      if (!tls) {
-        this.reloadFailed(current, "a certificate cannot be used (problems above)");
-        return;
-      }
-      if (this.stopping) return;
+      if (!tls) return this.reloadFailed(current, "a certificate cannot be used (problems above)");
+      if (this.stopping) return { ok: false, reason: "portico is stopping", errors: [] };
       this.log.info(
         { trigger, generation: this.nextNumber },
         "reload: configuration valid; starting a new generation",
@@ -358,16 +415,16 @@ class Master {
       const outcome = await this.startGeneration(next, config.timeouts.workerStart);
       if (this.stopping) {
         next.kill();
-        return;
+        return { ok: false, reason: "portico is stopping", errors: [] };
       }
       if (!outcome.ok) {
         // Its workers that did listen may already hold requests: drain them, never kill.
         this.discovery.setDns(current.config.dns);
         this.retire(next, "reload failed");
-        this.reloadFailed(current, `generation ${next.number} did not start: ${outcome.reason}`);
-        return;
+        return this.reloadFailed(current, `generation ${next.number} did not start: ${outcome.reason}`);
       }
       this.current = next;
+      this.loaded = configIdentity(this.configFile);
       this.applyMasterConfig(config);
       this.metrics.reloads.labels("ok").inc();
       await this.applyAdmin(config);
@@ -382,22 +439,29 @@ class Master {
         },
         "reload complete",
       );
+      return { ok: true, generation: next.number, warnings };
+    } catch (err) {
+      // Never a crashed master: the current generation keeps serving.
+      return this.reloadFailed(current, `unexpected error: ${(err as Error).message}`);
     } finally {
       this.reloading = false;
-      if (this.reloadPending && !this.stopping) {
-        this.reloadPending = false;
-        void this.reload(`${trigger} (queued)`);
-      }
+      if (!this.stopping) this.runQueued(trigger);
     }
   }
 
-  private reloadFailed(current: Generation, reason: string): void {
+  private reloadFailed(current: Generation, reason: string, issues: ConfigIssue[] = []): ReloadResult {
     this.failedReloads++;
     this.metrics.reloads.labels("failed").inc();
+    const kept = `generation ${current.number} keeps serving with the previous configuration`;
     this.log.error(
       { generation: current.number, failedReloads: this.failedReloads },
-      `reload failed: ${reason}; generation ${current.number} keeps serving with the previous configuration`,
+      `reload failed: ${reason}; ${kept}`,
     );
+    return {
+      ok: false,
+      reason: `${reason}; ${kept}`,
+      errors: issues.filter((i) => i.severity === "error"),
+    };
   }
 
   /**
@@ -460,7 +524,23 @@ class Master {
     const admin = config.admin;
     if (!admin) return;
     try {
-      this.admin = await startAdmin({ ...admin, metrics: () => this.scrape() });
+      this.admin = await startAdmin({
+        ...admin,
+        handlers: {
+          metrics: () => this.scrape(),
+          status: () => this.status(),
+          dns: (name, type, servers) => this.discovery.ask(name, type, servers),
+          flush: (name) => {
+            const flushed = this.discovery.flush(name);
+            this.log.info({ name, flushed }, "admin: DNS cache entries flushed");
+            return flushed;
+          },
+          reload: () => {
+            this.log.info("admin: POST /reload");
+            return this.reload("POST /reload");
+          },
+        },
+      });
       this.log.info({ admin: this.admin.address }, "admin listener ready");
     } catch (err) {
       this.adminSettings = "";
@@ -479,6 +559,127 @@ class Master {
     const got = answers.filter((a): a is MetricsJson => a !== undefined);
     if (got.length < answers.length) this.metrics.scrapeWorkers.inc(answers.length - got.length);
     return aggregateMetrics(got, this.metrics.registry);
+  }
+
+  /** The serving generation's upstreams, each peer with its state as the master knows it. */
+  private peerStates(): Array<{
+    upstream: Upstream;
+    peers: Array<PeerSpec & { state: PeerHealth; why?: string }>;
+  }> {
+    const upstreams = this.current?.config.upstreams ?? this.config.upstreams;
+    const now = Date.now();
+    const ejected = new Map<string, string>();
+    for (const { until, upstream, peer, reason } of this.ejections.values())
+      if (until > now) ejected.set(`${upstream} ${peer}`, reason);
+    return Object.values(upstreams).map((upstream) => ({
+      upstream,
+      peers: upstreamPeers(upstream, this.discovery.table).peers.map((spec) => {
+        const checked = this.health.state(upstream.name, spec.key);
+        const reason = ejected.get(`${upstream.name} ${spec.key}`);
+        if (checked?.up === false) return { ...spec, state: "unhealthy" as const, why: checked.last };
+        if (checked && checked.up === undefined)
+          return { ...spec, state: "unchecked" as const, why: "waiting for its first check" };
+        if (reason !== undefined) return { ...spec, state: "ejected" as const, why: reason };
+        return { ...spec, state: "healthy" as const };
+      }),
+    }));
+  }
+
+  /** `portico_upstream_peers`: peers by upstream and state (not checked yet counts as unhealthy). */
+  private peerCounts(): Array<{ upstream: string; state: string; count: number }> {
+    return this.peerStates().flatMap(({ upstream, peers }) => {
+      const count = (state: string) => peers.filter((p) => p.state === state).length;
+      return [
+        { upstream: upstream.name, state: "healthy", count: count("healthy") },
+        { upstream: upstream.name, state: "unhealthy", count: count("unhealthy") + count("unchecked") },
+        { upstream: upstream.name, state: "ejected", count: count("ejected") },
+        // Workers report their draining peers; max over them and this 0.
+        { upstream: upstream.name, state: "draining", count: 0 },
+      ];
+    });
+  }
+
+  /** `/status`: the generations and what their workers report, joined with discovery and health. */
+  private async status(): Promise<StatusDocument> {
+    const id = ++this.scrapes;
+    const live: Array<[Generation, GenerationStatus["state"]]> = [
+      ...(this.current ? [[this.current, "serving"] as [Generation, "serving"]] : []),
+      ...[...this.retiring].map((g) => [g, "draining"] as [Generation, "draining"]),
+      ...(this.starting ? [[this.starting, "starting"] as [Generation, "starting"]] : []),
+    ];
+    const generations = await Promise.all(
+      live.map(async ([g, state]): Promise<GenerationStatus> => {
+        const reported = (await g.status(id, 1000)).filter((r): r is WorkerStatus => r !== undefined);
+        return { number: g.number, state, workers: g.config.workers, pids: g.pids(), reported };
+      }),
+    );
+    const workers = generations.flatMap((g) => g.reported);
+    const upstreams: UpstreamStatus[] = this.peerStates().map(({ upstream, peers }) => {
+      const sum = (peer: string, pick: (p: WorkerPeerStatus) => number) =>
+        workers.reduce(
+          (n, w) =>
+            n +
+            (w.peers[upstream.name]?.[peer] ? pick(w.peers[upstream.name]?.[peer] as WorkerPeerStatus) : 0),
+          0,
+        );
+      const listed: PeerStatus[] = peers.map((p) => ({
+        address: p.key,
+        origin: p.origin ?? { kind: "address", name: p.key },
+        weight: p.weight,
+        priority: p.priority,
+        health: p.state,
+        ...(p.why !== undefined ? { why: p.why } : {}),
+        inFlight: sum(p.key, (w) => w.inFlight),
+        failures: sum(p.key, (w) => w.failures),
+        ejections: sum(p.key, (w) => w.ejections),
+        checks: this.health.state(upstream.name, p.key)?.sent ?? 0,
+      }));
+      // Peers DNS took away that some worker still finishes requests on.
+      const known = new Set(listed.map((p) => p.address));
+      for (const w of workers) {
+        for (const [address, peer] of Object.entries(w.peers[upstream.name] ?? {})) {
+          if (!peer.draining || known.has(address)) continue;
+          known.add(address);
+          listed.push({
+            address,
+            origin: { kind: "address", name: address },
+            weight: 0,
+            priority: 0,
+            health: "draining",
+            why: "left the upstream (DNS); finishing its requests in flight",
+            inFlight: sum(address, (x) => x.inFlight),
+            failures: 0,
+            ejections: 0,
+            checks: 0,
+          });
+        }
+      }
+      const traffic = (pick: (t: { requests: number; errors: number }) => number) =>
+        workers.reduce((n, w) => n + pick(w.traffic[upstream.name] ?? { requests: 0, errors: 0 }), 0);
+      return {
+        name: upstream.name,
+        balancer: upstream.balance,
+        servers: upstream.servers.map(serverLabel),
+        missing: upstreamPeers(upstream, this.discovery.table).missing,
+        peers: listed,
+        requests: traffic((t) => t.requests),
+        errors: traffic((t) => t.errors),
+      };
+    });
+    return {
+      now: Date.now(),
+      portico: {
+        version: porticoVersion(),
+        node: process.version,
+        pid: process.pid,
+        uptimeS: Math.round(process.uptime()),
+        instanceId: this.instanceId,
+      },
+      config: { file: this.configFile, ...this.loaded },
+      generations,
+      upstreams,
+      dns: { names: this.discovery.names() },
+    };
   }
 
   private reopenLogs(): void {
@@ -501,6 +702,8 @@ class Master {
       return;
     }
     this.stopping = true;
+    this.queued?.resolve({ ok: false, reason: "portico is stopping", errors: [] });
+    this.queued = undefined;
     this.starting?.kill();
     this.log.info(
       { signal, shutdownTimeoutMs: this.config.timeouts.shutdown },

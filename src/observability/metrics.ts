@@ -16,6 +16,12 @@ const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 
 const CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"] as const;
 
+/** DNS query times, seconds: from 0.5 ms to the longest timeout. */
+const DNS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/** Distinct TLS error reasons kept as labels; more count as `other`. */
+const MAX_TLS_REASONS = 32;
+
 /** The metric children one route writes to, bound once (a labelled lookup costs a hash per call). */
 export interface RouteMetrics {
   byClass: ReturnType<Counter<string>["labels"]>[];
@@ -45,6 +51,29 @@ export class WorkerMetrics {
     buckets: BUCKETS,
     registers: [this.registry],
   });
+  private readonly upstreamConnect = new Histogram({
+    name: "portico_upstream_connect_seconds",
+    help: "Time to open a connection to a peer (TCP connect and TLS handshake), by upstream.",
+    labelNames: ["upstream"],
+    buckets: BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly tlsHandshakes = new Counter({
+    name: "portico_tls_handshakes_total",
+    help: "TLS handshakes with clients, by result (ok, error).",
+    labelNames: ["result"],
+    registers: [this.registry],
+  });
+  private readonly tlsErrors = new Counter({
+    name: "portico_tls_handshake_errors_total",
+    help: "Failed TLS handshakes with clients, by reason (the OpenSSL or Node error code, lower case).",
+    labelNames: ["reason"],
+    registers: [this.registry],
+  });
+  private readonly tlsOk = this.tlsHandshakes.labels("ok");
+  private readonly tlsFailed = this.tlsHandshakes.labels("error");
+  /** Bounded: reasons past this many distinct ones count as `other`. */
+  private readonly tlsReasons = new Set<string>();
   /** Retries sent to another peer, and retries the retry budget refused, by upstream. */
   readonly retries = new Counter({
     name: "portico_retries_total",
@@ -73,6 +102,55 @@ export class WorkerMetrics {
     return bound;
   }
 
+  /** A function to tell how long a new connection to a peer of `upstream` took, seconds. */
+  connectTimer(upstream: string): (seconds: number) => void {
+    const child = this.upstreamConnect.labels(upstream);
+    return (seconds) => child.observe(seconds);
+  }
+
+  /** A client's TLS handshake succeeded. */
+  tlsHandshake(): void {
+    this.tlsOk.inc();
+  }
+
+  /** A client's TLS handshake failed with `err` (its code becomes the reason: a bounded set). */
+  tlsHandshakeFailed(err: Error & { code?: string }): void {
+    this.tlsFailed.inc();
+    let reason = (err.code ?? "unknown")
+      .toLowerCase()
+      .replace(/^err_ssl_|^err_/, "")
+      .replace(/[^a-z0-9_]/g, "_")
+      .slice(0, 48);
+    if (!this.tlsReasons.has(reason)) {
+      if (this.tlsReasons.size >= MAX_TLS_REASONS) reason = "other";
+      else this.tlsReasons.add(reason);
+    }
+    this.tlsErrors.labels(reason).inc();
+  }
+
+  /**
+   * Requests answered since the worker started, in all and by upstream (with those answered
+   * 5xx): read from the request counter, for `/status`.
+   */
+  async traffic(): Promise<{
+    total: number;
+    upstreams: Record<string, { requests: number; errors: number }>;
+  }> {
+    const { values } = await this.requests.get();
+    let total = 0;
+    const upstreams: Record<string, { requests: number; errors: number }> = {};
+    for (const { labels, value } of values) {
+      total += value;
+      const name = String(labels.upstream ?? "");
+      if (name === "") continue;
+      const entry = upstreams[name] ?? { requests: 0, errors: 0 };
+      entry.requests += value;
+      if (labels.status_class === "5xx") entry.errors += value;
+      upstreams[name] = entry;
+    }
+    return { total, upstreams };
+  }
+
   /** An upstream's time to its response header. */
   upstreamHeaderSeconds(upstream: string, seconds: number): void {
     let child = this.headerChildren.get(upstream);
@@ -88,7 +166,35 @@ export class WorkerMetrics {
    * flight and WebSocket tunnels open in this worker, and connections refused over
    * limits.max_connections.
    */
-  watchConnections(read: () => { open: number; inFlight: number; tunnels: number; refused: number }): void {
+  watchConnections(
+    read: () => { open: number; inFlight: number; tunnels: number; refused: number },
+    bytes: () => { read: number; written: number },
+    draining: () => Record<string, number>,
+  ): void {
+    const counter = (name: string, help: string, pick: (v: ReturnType<typeof bytes>) => number) =>
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(pick(bytes()));
+        },
+      });
+    counter("portico_client_received_bytes_total", "Bytes read from client connections.", (v) => v.read);
+    counter("portico_client_sent_bytes_total", "Bytes written to client connections.", (v) => v.written);
+    new Gauge({
+      name: "portico_upstream_peers",
+      help: "Peers by upstream and state (healthy, unhealthy, ejected, draining).",
+      labelNames: ["upstream", "state"],
+      // The master sets the other states; draining ones are known to workers (max over them).
+      aggregator: "max",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [upstream, n] of Object.entries(draining())) this.labels(upstream, "draining").set(n);
+      },
+    });
     const gauge = (name: string, help: string, pick: (v: ReturnType<typeof read>) => number) =>
       new Gauge({
         name,
@@ -153,4 +259,79 @@ export class MasterMetrics {
     help: "Workers that did not send their metrics in time for a scrape.",
     registers: [this.registry],
   });
+  readonly healthChecks = new Counter({
+    name: "portico_health_checks_total",
+    help: "Active health checks, by upstream and result (pass, fail).",
+    labelNames: ["upstream", "result"],
+    registers: [this.registry],
+  });
+  readonly dnsQueries = new Counter({
+    name: "portico_dns_queries_total",
+    help: "DNS queries of upstream discovery, by nameserver, transport and rcode (or TIMEOUT, NETWORK, MALFORMED).",
+    labelNames: ["nameserver", "transport", "rcode"],
+    registers: [this.registry],
+  });
+  readonly dnsDuration = new Histogram({
+    name: "portico_dns_query_duration_seconds",
+    help: "Time of a DNS query of upstream discovery until its answer or failure, by nameserver and transport.",
+    labelNames: ["nameserver", "transport"],
+    buckets: DNS_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly dnsCache = new Counter({
+    name: "portico_dns_cache_lookups_total",
+    help: "Cache lookups of upstream discovery's resolver, by result (hit, miss, stale: an expired answer served because every nameserver failed).",
+    labelNames: ["result"],
+    registers: [this.registry],
+  });
+  readonly peerSetChanges = new Counter({
+    name: "portico_peer_set_changes_total",
+    help: "Changes of an upstream's peers by DNS (peers added or removed), by upstream.",
+    labelNames: ["upstream"],
+    registers: [this.registry],
+  });
+
+  /**
+   * Gauges and counters read when scraped: peers by upstream and state (draining ones come
+   * from the workers), the serving generation, rate-limit decisions by limit.
+   */
+  watch(read: {
+    peers: () => Array<{ upstream: string; state: string; count: number }>;
+    generation: () => number;
+    rateLimits: () => Record<string, { allowed: number; limited: number }>;
+  }): void {
+    new Gauge({
+      name: "portico_upstream_peers",
+      help: "Peers by upstream and state (healthy, unhealthy, ejected, draining).",
+      labelNames: ["upstream", "state"],
+      aggregator: "max",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const { upstream, state, count } of read.peers()) this.labels(upstream, state).set(count);
+      },
+    });
+    new Gauge({
+      name: "portico_generation",
+      help: "The number of the generation of workers that serves (1 at start, +1 per reload).",
+      aggregator: "max",
+      registers: [this.registry],
+      collect() {
+        this.set(read.generation());
+      },
+    });
+    new Counter({
+      name: "portico_rate_limit_requests_total",
+      help: "Requests under a rate limit, by limit (the route's id) and decision (allowed, limited).",
+      labelNames: ["limit", "decision"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [limit, c] of Object.entries(read.rateLimits())) {
+          this.labels(limit, "allowed").inc(c.allowed);
+          this.labels(limit, "limited").inc(c.limited);
+        }
+      },
+    });
+  }
 }

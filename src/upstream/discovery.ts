@@ -15,13 +15,18 @@ import { readFileSync } from "node:fs";
 import type { AddressFamily, Config, DnsConfig } from "../config/types.js";
 import {
   DnsError,
+  type DnsObserver,
   isNoService,
+  type LookupResult,
+  lookupEach,
   NO_SERVICE,
+  type QueryType,
   Resolver,
   type ResolverOptions,
   type SrvRecord,
 } from "../dns/index.js";
 import type { Logger } from "../observability/logger.js";
+import type { DnsNameStatus } from "../observability/status.js";
 import { explainDnsError, failureSignature, seconds } from "./dns-reports.js";
 import {
   nameKey,
@@ -47,7 +52,14 @@ const REPEAT_WARNING_MS = 60_000;
 
 /** The result of one lookup of one record set. */
 type Outcome =
-  | { kind: "answer"; ttl: number; addresses: string[]; records: SrvRecord[] }
+  | {
+      kind: "answer";
+      ttl: number;
+      addresses: string[];
+      records: SrvRecord[];
+      server?: string;
+      transport?: string;
+    }
   | { kind: "negative"; reason: string; ttl?: number }
   | { kind: "failure"; reason: string; signature: string };
 
@@ -62,6 +74,13 @@ interface RecordSet {
   /** Quick re-asks made since the TTL counted down to 0. */
   zeroRechecks?: number;
   reason?: string;
+  /** For the status page: epoch ms of the last lookup, of the last change of the records, and when the TTL runs out. */
+  lastLookup?: number;
+  lastChange?: number;
+  expiresAt?: number;
+  /** Who gave the last answer (`hosts` for the hosts file). */
+  server?: string;
+  transport?: string;
 }
 
 interface Target {
@@ -119,7 +138,8 @@ function configuredTargets(configs: readonly Config[]): Map<string, TargetSpec> 
 }
 
 /**
- * Events: `change` (PeerTable) whenever the table changes.
+ * Events: `change` (PeerTable) whenever the table changes; `upstream-change` (upstream name)
+ * for each upstream of the newest config whose peers changed with it.
  */
 export class Discovery extends EventEmitter {
   private resolver: Resolver;
@@ -129,10 +149,14 @@ export class Discovery extends EventEmitter {
   private current: PeerTable = { version: 0, names: {}, services: {} };
   private published = "";
   private stopped = false;
+  /** The options of the current resolver (the `dns` section), for one-off lookups. */
+  private options: ResolverOptions = {};
 
+  /** @param observer told of every query and cache lookup of discovery's resolver (metrics). */
   constructor(
     dns: DnsConfig,
     private log: Logger,
+    private readonly observer?: DnsObserver,
   ) {
     super();
     this.dnsSettings = JSON.stringify(dns);
@@ -147,6 +171,51 @@ export class Discovery extends EventEmitter {
   /** Counters of the resolver behind discovery. */
   stats() {
     return this.resolver.stats();
+  }
+
+  /** Every record set discovery follows, for the status page. */
+  names(): DnsNameStatus[] {
+    const out: DnsNameStatus[] = [];
+    for (const target of this.targets.values()) {
+      for (const [type, set] of target.sets) {
+        out.push({
+          name: target.name,
+          type,
+          records: setRecords(set),
+          ttl: set.ttl,
+          expiresAt: set.expiresAt ?? 0,
+          lastChange: set.lastChange ?? 0,
+          lastLookup: set.lastLookup ?? 0,
+          ...(set.reason ? { lastError: set.reason } : {}),
+          stale: set.failingSince !== undefined && (set.addresses?.length ?? 0) > 0,
+          ...(set.server ? { server: set.server } : {}),
+          ...(set.transport ? { transport: set.transport } : {}),
+        });
+      }
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name) || a.type.localeCompare(b.type));
+  }
+
+  /**
+   * Ask `name` of each of `servers` (an undefined entry: discovery's own resolver, with its
+   * cache and configured nameservers; a URL: that server alone, once, with the configured
+   * CA and client certificate).
+   */
+  ask(name: string, type: QueryType, servers: Array<string | undefined>): Promise<LookupResult[]> {
+    return lookupEach(name, type, servers, this.options, this.resolver);
+  }
+
+  /**
+   * Drop the cached answers of `name` (every type), and ask again now for the targets of that
+   * name: the next lookup goes to the nameservers. Returns how many cache entries went.
+   */
+  flush(name: string): number {
+    const dropped = this.resolver.forget(name);
+    const canonical = name.toLowerCase().replace(/\.$/, "");
+    for (const target of this.targets.values()) {
+      if (target.name === canonical && !target.busy) this.schedule(target, 0);
+    }
+    return dropped;
   }
 
   /** The logger follows a reload of the master's config. */
@@ -183,10 +252,14 @@ export class Discovery extends EventEmitter {
 
   /** The master's resolver, from the `dns` section; a nameserver answering again re-asks the failing names. */
   private createResolver(dns: DnsConfig): Resolver {
-    const options = resolverOptions(dns, (file, err) =>
+    this.options = resolverOptions(dns, (file, err) =>
       this.log.error({ file }, `DNS: cannot read ${file}: ${err.message}`),
     );
-    return new Resolver({ ...options, onRecovered: (server) => this.recovered(server) });
+    return new Resolver({
+      ...this.options,
+      observer: this.observer,
+      onRecovered: (server) => this.recovered(server),
+    });
   }
 
   /** Resolves once every current target has finished a first lookup, or after `timeoutMs`. */
@@ -389,7 +462,15 @@ export class Discovery extends EventEmitter {
         };
       }
       const records = answer.records.filter((r): r is SrvRecord => r.type === "SRV" && r.target !== "");
-      return { kind: "answer", ttl: answer.ttl, addresses, records };
+      const server = answer.source.kind === "hosts" ? "hosts file" : answer.source.server;
+      return {
+        kind: "answer",
+        ttl: answer.ttl,
+        addresses,
+        records,
+        server,
+        transport: answer.source.transport,
+      };
     } catch (err) {
       if (err instanceof DnsError && (err.code === "NXDOMAIN" || err.code === "NODATA")) {
         return { kind: "negative", reason: `${type}: ${explainDnsError(err)}` };
@@ -457,6 +538,7 @@ export class Discovery extends EventEmitter {
       const kept = new Set(now.peers.map((p) => p.key));
       const removed = [...old].filter((k) => !kept.has(k)).map((k) => `-${k}`);
       if (added.length === 0 && removed.length === 0) continue;
+      this.emit("upstream-change", upstream.name);
       const why = cause ? causeText(cause, after) : upstream.servers.map(serverLabel).join(", ");
       const line = `upstream ${upstream.name}: ${[...added, ...removed].join(" ")} (${why})`;
       if (now.peers.length === 0)
@@ -471,6 +553,34 @@ export class Discovery extends EventEmitter {
 
 /** Fold one lookup outcome into what is known of a record set. */
 function applyOutcome(
+  set: RecordSet,
+  outcome: Outcome,
+  now: number,
+  removeAfter: number,
+  staleMax: number,
+): void {
+  set.lastLookup = now;
+  const before = describeSet(set);
+  applyOutcomeTo(set, outcome, now, removeAfter, staleMax);
+  if (describeSet(set) !== before) set.lastChange = now;
+  if (outcome.kind === "answer") {
+    set.expiresAt = now + outcome.ttl * 1000;
+    set.server = outcome.server;
+    set.transport = outcome.transport;
+  }
+}
+
+/** What a record set holds, as the status page lists it. */
+export function setRecords(set: RecordSet): string[] {
+  if (set.records?.length) return set.records.map((r) => `${r.priority} ${r.weight} ${r.port} ${r.target}`);
+  return set.addresses ?? [];
+}
+
+function describeSet(set: RecordSet): string {
+  return set.addresses === undefined ? "" : setRecords(set).join(",");
+}
+
+function applyOutcomeTo(
   set: RecordSet,
   outcome: Outcome,
   now: number,

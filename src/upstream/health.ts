@@ -6,7 +6,8 @@
  * keyed by upstream name and peer address, so it survives a reload (a peer down before is
  * down after, without waiting for `fall` new failures); a peer that leaves is forgotten.
  *
- * Events: `change` (some peer went up or down; `down()` has the new state).
+ * Events: `change` (some peer went up or down; `down()` has the new state); `checked`
+ * (upstream name, passed: boolean) after every check.
  */
 import { EventEmitter } from "node:events";
 import http from "node:http";
@@ -110,6 +111,15 @@ export class HealthChecker extends EventEmitter {
     return out;
   }
 
+  /** What the checks of `peer` of `upstream` found: undefined when it is not checked. */
+  state(
+    upstream: string,
+    peer: string,
+  ): { up: boolean | undefined; last?: string; sent: number } | undefined {
+    const checked = this.peers.get(`${upstream} ${peer}`);
+    return checked && { up: checked.up, last: checked.last, sent: checked.sent };
+  }
+
   /** Checks sent to `peer` (`ip:port`) of `upstream` so far. */
   sentTo(upstream: string, peer: string): number {
     return this.peers.get(`${upstream} ${peer}`)?.sent ?? 0;
@@ -141,6 +151,7 @@ export class HealthChecker extends EventEmitter {
     // The peer left (or the checker stopped) while the check ran.
     if (this.stopped || this.peers.get(`${checked.upstream} ${checked.spec.key}`) !== checked) return;
     this.record(checked, failure);
+    this.emit("checked", checked.upstream, failure === undefined);
     this.schedule(checked, checked.check.interval);
   }
 

@@ -62,6 +62,17 @@ export interface PeerSpec {
   priority: number;
   /** The DNS name it was found by (the address's host, or the SRV target): TLS's SNI. */
   name?: string;
+  /** Where it came from (the first server that lists it), for the status page. */
+  origin?: PeerOrigin;
+}
+
+/** Where one peer of an upstream came from. */
+export interface PeerOrigin {
+  kind: "address" | "name" | "service";
+  /** The configured address, the DNS name, or the SRV name. */
+  name: string;
+  /** SRV: the record, `priority weight port target`. */
+  record?: string;
 }
 
 /** `ip:port`, brackets around IPv6. */
@@ -84,10 +95,17 @@ export function upstreamPeers(
 ): { peers: PeerSpec[]; missing: string[] } {
   const byKey = new Map<string, PeerSpec>();
   const missing: string[] = [];
-  const add = (host: string, port: number, weight: number, priority: number, name?: string) => {
+  const add = (
+    host: string,
+    port: number,
+    weight: number,
+    priority: number,
+    origin: PeerOrigin,
+    name?: string,
+  ) => {
     const key = peerKey(host, port);
     const seen = byKey.get(key);
-    if (!seen) byKey.set(key, { key, host, port, weight: Math.max(1, weight), priority, name });
+    if (!seen) byKey.set(key, { key, host, port, weight: Math.max(1, weight), priority, name, origin });
     else {
       seen.weight = Math.max(seen.weight, weight);
       seen.priority = Math.min(seen.priority, priority);
@@ -95,19 +113,30 @@ export function upstreamPeers(
   };
   for (const server of upstream.servers) {
     if (server.kind === "address" && server.fixed) {
-      add(server.host, server.port, server.weight, 0);
+      add(server.host, server.port, server.weight, 0, { kind: "address", name: server.text });
     } else if (server.kind === "address") {
       const resolved = table.names[nameKey(server.host, upstream.dns.family)];
       if (!resolved?.addresses.length)
         missing.push(`${server.text}: ${resolved?.reason ?? "not resolved yet"}`);
+      const origin: PeerOrigin = { kind: "name", name: server.host };
       for (const address of resolved?.addresses ?? [])
-        add(address, server.port, server.weight, 0, server.host);
+        add(address, server.port, server.weight, 0, origin, server.host);
     } else {
       const resolved = table.services[serviceKey(server.service, upstream.dns.family)];
       if (!resolved?.peers.length)
         missing.push(`${server.service}: ${resolved?.reason ?? "not resolved yet"}`);
       // RFC 2782: weight 0 means "only when nothing else"; balancers need >= 1, so 0 becomes 1.
-      for (const p of resolved?.peers ?? []) add(p.address, p.port, p.weight, p.priority, p.target);
+      for (const p of resolved?.peers ?? []) {
+        const record = `${p.priority} ${p.weight} ${p.port} ${p.target}`;
+        add(
+          p.address,
+          p.port,
+          p.weight,
+          p.priority,
+          { kind: "service", name: server.service, record },
+          p.target,
+        );
+      }
     }
   }
   return { peers: [...byKey.values()], missing };

@@ -3,7 +3,7 @@
  * (its connection pool, requests in flight) lives here; the balancer only reads it.
  */
 import { readFileSync } from "node:fs";
-import { Pool } from "undici";
+import { buildConnector, Pool } from "undici";
 import type { Timeouts, UpstreamTls } from "../config/types.js";
 import type { PeerSpec } from "./peer-table.js";
 
@@ -66,17 +66,37 @@ export class Peer {
   private readonly slowStart: number;
   private rampStart = 0;
 
-  constructor(spec: PeerSpec, maxConnections: number, timeouts: Timeouts, tls?: UpstreamTls, slowStart = 0) {
+  /** @param connected told how long each new connection took (connect and TLS handshake), seconds. */
+  constructor(
+    spec: PeerSpec,
+    maxConnections: number,
+    timeouts: Timeouts,
+    tls?: UpstreamTls,
+    slowStart = 0,
+    connected?: (seconds: number) => void,
+  ) {
     this.slowStart = slowStart;
     this.address = spec.key;
     this.weight = spec.weight;
     this.priority = spec.priority;
     this.tls = tls ? tlsConnectOptions(tls, spec.name) : undefined;
+    // undici's own connector, timed: called once per new connection, never per request.
+    const connector = buildConnector({ ...this.tls, timeout: timeouts.connect });
+    const connect: buildConnector.connector = connected
+      ? (options, callback) => {
+          const started = performance.now();
+          connector(options, (err, socket) => {
+            if (!err) connected((performance.now() - started) / 1000);
+            // The callback's overloads want err and socket apart.
+            if (err) callback(err, null);
+            else callback(null, socket as NonNullable<typeof socket>);
+          });
+        }
+      : connector;
     this.pool = new Pool(`${tls ? "https" : "http"}://${this.address}`, {
-      connect: this.tls,
+      connect,
       connections: maxConnections,
       pipelining: 1,
-      connectTimeout: timeouts.connect,
       headersTimeout: timeouts.upstreamHeader,
       bodyTimeout: timeouts.upstreamBody,
       keepAliveTimeout: timeouts.upstreamKeepalive,

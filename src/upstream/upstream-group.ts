@@ -37,6 +37,7 @@ export class UpstreamGroup {
   private readonly log?: (message: string) => void;
 
   /**
+   * @param connected told how long each new connection to a peer took (connect and TLS), seconds.
    * @param slot the worker's slot: each worker starts its rotation that many picks further
    *   on, so N fresh workers send their first requests to N different peers instead of all
    *   to the first one.
@@ -47,6 +48,7 @@ export class UpstreamGroup {
     table: PeerTable,
     slot = 0,
     log?: (message: string) => void,
+    private readonly connected?: (seconds: number) => void,
   ) {
     this.name = upstream.name;
     this.log = log;
@@ -59,6 +61,9 @@ export class UpstreamGroup {
     const first = this.tiers[0] ?? [];
     for (let i = 0; i < slot % Math.max(1, first.length); i++) this.balancer.pick(first);
   }
+
+  /** Peers that left the upstream and still have requests in flight. */
+  readonly departing = new Set<Peer>();
 
   /** Every current peer. */
   get peers(): Peer[] {
@@ -76,7 +81,11 @@ export class UpstreamGroup {
       if (keep.has(key)) continue;
       this.peersByKey.delete(key);
       change.removed.push(key);
-      void peer.close().catch(() => {});
+      this.departing.add(peer);
+      void peer
+        .close()
+        .catch(() => {})
+        .finally(() => this.departing.delete(peer));
     }
     for (const spec of wanted) {
       const peer = this.peersByKey.get(spec.key);
@@ -98,6 +107,7 @@ export class UpstreamGroup {
         this.timeouts,
         this.upstream.tls,
         this.upstream.slowStart,
+        this.connected,
       );
       added.checkedDown = down.has(spec.key);
       // A peer that joins a running upstream (DNS, not the first table) ramps up.

@@ -54,6 +54,9 @@ export class ConnectionTracker {
   /** Connections refused because limits.max_connections were open (counted by the listeners). */
   dropped = 0;
   private requests = 0;
+  /** Bytes of the connections that closed. */
+  private closedRead = 0;
+  private closedWritten = 0;
   private openTunnels = 0;
   private draining = false;
   private sweeper?: NodeJS.Timeout;
@@ -154,6 +157,8 @@ export class ConnectionTracker {
    */
   forget(socket: TrackedSocket): void {
     this.connections.delete(socket);
+    this.closedRead += socket.bytesRead;
+    this.closedWritten += socket.bytesWritten;
     const state = socket[kState];
     if (state && state.busy > 0) {
       setImmediate(() => {
@@ -169,6 +174,17 @@ export class ConnectionTracker {
   /** Requests whose response is not over yet. */
   get inFlight(): number {
     return this.requests;
+  }
+
+  /** Bytes read from and written to client connections, closed ones and open ones (read at a scrape). */
+  bytes(): { read: number; written: number } {
+    let read = this.closedRead;
+    let written = this.closedWritten;
+    for (const socket of this.connections) {
+      read += socket.bytesRead;
+      written += socket.bytesWritten;
+    }
+    return { read, written };
   }
 
   /** Open client connections. */

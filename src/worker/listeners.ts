@@ -319,7 +319,12 @@ function tlsServer(
     );
   shared.ctx.connections.watch(server, "secureConnection");
   // A failed handshake (a scanner, TLS 1.0, no shared cipher) is the client's problem, not a crash.
-  server.on("tlsClientError", (_err: Error, socket: Socket) => socket.destroy());
+  const metrics = shared.ctx.metrics;
+  server.on("secureConnection", () => metrics.tlsHandshake());
+  server.on("tlsClientError", (err: Error, socket: Socket) => {
+    metrics.tlsHandshakeFailed(err);
+    socket.destroy();
+  });
   (server as tls.Server).setTicketKeys(shared.ticketKey);
   return { server, tls: server as tls.Server };
 }

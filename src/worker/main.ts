@@ -6,6 +6,7 @@
  */
 import net from "node:net";
 import type { Config } from "../config/types.js";
+import { deferred } from "../deferred.js";
 import { type ConfigMessage, isMessage, type MasterToWorker, type WorkerToMaster } from "../ipc.js";
 import {
   createAccessLogger,
@@ -15,6 +16,8 @@ import {
   reopenLogFiles,
 } from "../observability/logger.js";
 import { WorkerMetrics } from "../observability/metrics.js";
+import type { WorkerPeerStatus, WorkerStatus } from "../observability/status.js";
+import type { Peer } from "../upstream/peer.js";
 import type { PeerTable } from "../upstream/peer-table.js";
 import { UpstreamGroup } from "../upstream/upstream-group.js";
 import { ConnectionTracker } from "./connections.js";
@@ -25,15 +28,6 @@ import { RetryBudget } from "./retry-budget.js";
 
 function send(message: WorkerToMaster): void {
   process.send?.(message);
-}
-
-/** A promise with its resolve function (Promise.withResolvers is Node >= 22). */
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve: () => void = () => {};
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
 }
 
 /** One running worker. */
@@ -48,6 +42,8 @@ class Worker {
   private ticketKey: string;
   private draining = false;
   private exiting = false;
+  private readonly generation: number;
+  private readonly slot: number;
   /** Settled by the master's `stopped-accepting-ack`. */
   private readonly acceptingStopped = deferred();
   /** Rate limits: decided by the master (instance-wide), by this worker's share when it is slow. */
@@ -63,7 +59,14 @@ class Worker {
     for (const upstream of Object.values(this.config.upstreams)) {
       this.upstreams.set(
         upstream.name,
-        new UpstreamGroup(upstream, this.config.timeouts, msg.peers, msg.slot, (m) => this.log.warn(m)),
+        new UpstreamGroup(
+          upstream,
+          this.config.timeouts,
+          msg.peers,
+          msg.slot,
+          (m) => this.log.warn(m),
+          metrics.connectTimer(upstream.name),
+        ),
       );
       // Ejections by the workers before a reload keep running in this one.
       const ejected = msg.ejected?.[upstream.name] ?? {};
@@ -74,12 +77,22 @@ class Worker {
     }
     this.via = `1.1 ${msg.instanceId}`;
     const connections = this.connections;
-    metrics.watchConnections(() => ({
-      open: connections.open,
-      inFlight: connections.inFlight,
-      tunnels: connections.tunnels,
-      refused: connections.dropped,
-    }));
+    metrics.watchConnections(
+      () => ({
+        open: connections.open,
+        inFlight: connections.inFlight,
+        tunnels: connections.tunnels,
+        refused: connections.dropped,
+      }),
+      () => connections.bytes(),
+      () => {
+        const out: Record<string, number> = {};
+        for (const [name, group] of this.upstreams) out[name] = group.departing.size;
+        return out;
+      },
+    );
+    this.generation = msg.generation;
+    this.slot = msg.slot;
     this.rateLimits = new MasterRateLimits({
       // With a callback, a channel that closed meanwhile is an error passed to it, not thrown.
       send: (m) => process.send?.(m, undefined, {}, () => {}) ?? false,
@@ -131,6 +144,39 @@ class Worker {
       }
       this.log.error({ err: err instanceof Error ? err.message : String(err) }, "worker setup failed");
     }
+  }
+
+  /** This worker's part of `/status`. */
+  async status(): Promise<WorkerStatus> {
+    const traffic = await metrics.traffic();
+    const peers: WorkerStatus["peers"] = {};
+    for (const [name, group] of this.upstreams) {
+      const byPeer: Record<string, WorkerPeerStatus> = {};
+      const add = (peer: Peer, draining: boolean) => {
+        byPeer[peer.address] = {
+          inFlight: peer.inFlight,
+          failures: peer.failures,
+          ejections: peer.ejections,
+          ejectedUntil: peer.failedUntil > Date.now() ? peer.failedUntil : 0,
+          draining,
+        };
+      };
+      for (const peer of group.peers) add(peer, false);
+      for (const peer of group.departing) if (!byPeer[peer.address]) add(peer, true);
+      peers[name] = byPeer;
+    }
+    return {
+      pid: process.pid,
+      generation: this.generation,
+      slot: this.slot,
+      uptimeS: Math.round(process.uptime()),
+      rssBytes: process.memoryUsage.rss(),
+      connections: this.connections.open,
+      inFlight: this.connections.inFlight,
+      requests: traffic.total,
+      peers,
+      traffic: traffic.upstreams,
+    };
   }
 
   /** Stop accepting, answer with `Connection: close`, exit once no connection is left. */
@@ -238,6 +284,9 @@ process.on("message", (msg: unknown) => {
   } else if (msg.type === "metrics-request") {
     const id = msg.id;
     void metrics.snapshot().then((snapshot) => send({ type: "metrics", id, metrics: snapshot }));
+  } else if (msg.type === "status-request") {
+    const id = msg.id;
+    void worker?.status().then((status) => send({ type: "status", id, status }));
   }
 });
 
