@@ -68,6 +68,7 @@ const SCRIPT = `
   let received = 0; // performance.now() when it arrived
   let lastError = "";
   const history = new Map(); // upstream name -> { last, points: [{t, req, err, gap}], resets: [t] }
+  const workers = new Map(); // pid -> { now, traffic, rates: { upstream: {req, err} } }
 
   // DOM building: text only through text nodes and attributes, never markup.
   function attrs(el, a) {
@@ -108,28 +109,76 @@ const SCRIPT = `
   // the server's epoch ms, and the browser's clock may be off.
   const serverNow = () => (doc ? doc.now + (performance.now() - received) : Date.now());
 
-  // Rates from the deltas of cumulative counters between two polls. A sum that goes down (a
-  // worker exited and its counts left the sum) is a reset: no rate for that interval.
+  // Rates from the deltas of cumulative counters between two polls, per worker when the
+  // workers report their traffic: the upstream's sum covers only the workers that answered, so
+  // a busy worker that misses one poll would be a dip and then a spike. A worker that did not
+  // answer but is alive keeps its last rate (its next delta spans both intervals); one that
+  // exited leaves, its counts with it: a reset, marked on the chart, never a negative rate.
+  // Without per-worker traffic, the upstream's sum: a sum that goes down is a reset.
+  const ZERO = { requests: 0, errors: 0 };
+  let lastNow = 0;
   function record(d) {
+    if (d.now <= lastNow) return; // the same or an older document
+    const alive = new Set();
+    const reported = [];
+    for (const g of d.generations) {
+      for (const pid of g.pids) alive.add(pid);
+      reported.push(...g.reported);
+    }
+    const perWorker = reported.length > 0 && reported.every((w) => w.traffic && typeof w.traffic === "object");
+    const answered = new Set();
+    for (const w of reported) {
+      answered.add(w.pid);
+      // A worker first seen that started since the last document (a respawn, a reload) counts
+      // from zero at its start.
+      const fresh = lastNow > 0 && w.uptimeS * 1000 <= d.now - lastNow + 1000;
+      const prev = workers.get(w.pid) || (fresh ? { now: lastNow, traffic: {} } : undefined);
+      const dt = prev ? (d.now - prev.now) / 1000 : 0;
+      const rates = {};
+      if (prev && dt > 0) {
+        for (const u of d.upstreams) {
+          const now = w.traffic[u.name] || ZERO;
+          const before = prev.traffic[u.name] || ZERO;
+          rates[u.name] = { req: Math.max(0, now.requests - before.requests) / dt, err: Math.max(0, now.errors - before.errors) / dt };
+        }
+      }
+      workers.set(w.pid, { now: d.now, traffic: w.traffic || {}, rates });
+    }
+    const exited = [];
+    for (const [pid, w] of workers) {
+      if (answered.has(pid)) continue;
+      if (!alive.has(pid) || d.now - w.now > 10000) {
+        exited.push(w);
+        workers.delete(pid);
+      }
+    }
     const seen = new Set();
     for (const u of d.upstreams) {
       seen.add(u.name);
       let hist = history.get(u.name);
-      if (!hist) history.set(u.name, (hist = { last: null, points: [], resets: [], gap: true }));
+      if (!hist) history.set(u.name, (hist = { last: null, points: [], resets: [] }));
       const last = hist.last;
-      if (last && d.now <= last.now) continue; // the same or an older document
-      if (last) {
+      let point = null;
+      if (perWorker) {
+        let req = 0, err = 0, known = false;
+        for (const w of workers.values()) {
+          const r = w.rates[u.name];
+          if (r) { req += r.req; err += r.err; known = true; }
+        }
+        if (known) point = { req, err };
+        if (exited.some((w) => (w.traffic[u.name] || ZERO).requests > 0)) hist.resets.push(d.now);
+      } else if (last) {
         const dt = (d.now - last.now) / 1000;
         const dReq = u.requests - last.requests;
         const dErr = u.errors - last.errors;
-        if (dReq < 0 || dErr < 0) {
-          hist.resets.push(d.now);
-          hist.gap = true;
-        } else {
-          // A long silence (fetches failing) breaks the line rather than bridging it.
-          hist.points.push({ t: d.now, req: dReq / dt, err: dErr / dt, gap: hist.gap || dt > 5 });
-          hist.gap = false;
-        }
+        if (dReq < 0 || dErr < 0) hist.resets.push(d.now);
+        else point = { req: dReq / dt, err: dErr / dt };
+      }
+      if (point) {
+        // A long silence (fetches failing) or a reset breaks the line rather than bridging it.
+        const prev = hist.points[hist.points.length - 1];
+        const reset = hist.resets.length > 0 && prev !== undefined && hist.resets[hist.resets.length - 1] > prev.t;
+        hist.points.push({ t: d.now, req: point.req, err: point.err, gap: !prev || d.now - prev.t > 5000 || reset });
       }
       hist.last = { now: d.now, requests: u.requests, errors: u.errors };
       const cutoff = d.now - WINDOW_MS;
@@ -137,6 +186,7 @@ const SCRIPT = `
       while (hist.resets.length && hist.resets[0] < cutoff) hist.resets.shift();
     }
     for (const name of [...history.keys()]) if (!seen.has(name)) history.delete(name);
+    lastNow = d.now;
   }
 
   function chart(upstream, kind, hist, now) {
@@ -151,7 +201,7 @@ const SCRIPT = `
     points.forEach((p, i) => {
       d += (i === 0 || p.gap ? "M" : "L") + x(p.t).toFixed(1) + " " + y(p[key]).toFixed(1) + " ";
       const next = points[i + 1];
-      if ((i === 0 || p.gap) && (!next || next.gap)) d += "h1 "; // a lone point still shows
+      if ((i === 0 || p.gap) && (!next || next.gap)) d += "h-2 "; // a lone point still shows
     });
     const box = svg("svg", {
       width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img",
@@ -165,7 +215,7 @@ const SCRIPT = `
     const label = kind === "requests" ? "requests" : "5xx";
     let caption = label + " " + (latest ? rate(latest[key]) : "…") + " · peak " + rate(peak);
     if (kind === "errors" && latest && latest.req > 0) caption += " · " + ((100 * latest.err) / latest.req).toFixed(1) + "%";
-    if (hist && hist.resets.length) caption += " · counter reset " + clock(hist.resets[hist.resets.length - 1]) + " (a worker exited)";
+    if (hist && hist.resets.length) caption += " · reset " + clock(hist.resets[hist.resets.length - 1]) + " (a worker exited)";
     return h("figure", { class: "chart" }, box, h("figcaption", null, caption));
   }
 
