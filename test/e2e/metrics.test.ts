@@ -2,7 +2,12 @@
  * End-to-end: the admin listener in the master. One scrape of /metrics sums every worker
  * (2 here) with the master's own; a token guards it; a scrape during a reload answers.
  */
-import { writeFileSync } from "node:fs";
+import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Backend, closedPort, startBackend } from "../helpers/backend.js";
 import { request } from "../helpers/http.js";
@@ -103,6 +108,13 @@ describe("admin listener", () => {
     expect(text).toMatch(/^portico_requests_in_flight 0$/m);
     expect(text).toMatch(/^portico_client_connections \d+$/m);
     expect(text).toMatch(/^portico_tunnels_open 0$/m);
+    // N requests on N connections: at least 30 bytes each way per request (closed ones included).
+    expect(Number(/^portico_client_received_bytes_total (\d+)$/m.exec(text)?.[1])).toBeGreaterThan(30 * N);
+    expect(Number(/^portico_client_sent_bytes_total (\d+)$/m.exec(text)?.[1])).toBeGreaterThan(30 * N);
+    // One connection per peer and worker at least, each timed.
+    expect(
+      sample(text, "portico_upstream_connect_seconds_count", { upstream: "app" }),
+    ).toBeGreaterThanOrEqual(1);
     // Bounded labels: no path or client address appears.
     expect(text).not.toContain('"/n"');
     expect(text).not.toContain("127.0.0.1");
@@ -139,10 +151,57 @@ describe("admin listener", () => {
     expect(ok.body.toString()).toContain("portico_requests_total");
   });
 
+  it("counts TLS handshakes, and failed ones by reason", async () => {
+    const state = mkdtempSync(join(tmpdir(), "portico-tlsm-"));
+    try {
+      const p = await startPortico(`
+workers: 1
+state_dir: ${state}
+admin: { listen: 127.0.0.1:0 }
+upstreams:
+  app: { servers: [{ address: ${app.address} }] }
+servers:
+  - listen: ["127.0.0.1:0 tls"]
+    server_names: [dev.test]
+    tls: auto
+    routes: [{ path: /, upstream: app }]
+`);
+      running.push(p);
+      const ready = await p.waitForLine((l) => l.msg === "portico ready");
+      const admin = `http://127.0.0.1:${(ready.admin as { port: number }).port}`;
+      const port = p.bound[0]?.port ?? 0;
+      for (let i = 0; i < 3; i++) {
+        const socket = tls.connect({
+          host: "127.0.0.1",
+          port,
+          servername: "dev.test",
+          rejectUnauthorized: false,
+        });
+        // A whole request and its answer: the server's side of the handshake is over then.
+        socket.write("GET / HTTP/1.1\r\nHost: dev.test\r\nConnection: close\r\n\r\n");
+        socket.resume();
+        await once(socket, "end");
+        socket.destroy();
+      }
+      // Plain HTTP to the TLS port: a failed handshake.
+      const plain = net.connect(port, "127.0.0.1");
+      plain.on("error", () => {});
+      plain.write("GET / HTTP/1.1\r\nHost: dev.test\r\n\r\n");
+      await once(plain, "close");
+      let text = "";
+      for (let i = 0; i < 50 && !/portico_tls_handshakes_total\{result="error"\} 1/.test(text); i++) {
+        text = (await request(`${admin}/metrics`)).body.toString();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(text).toMatch(/^portico_tls_handshakes_total\{result="ok"\} 3$/m);
+      expect(text).toMatch(/^portico_tls_handshakes_total\{result="error"\} 1$/m);
+      expect(text).toMatch(/^portico_tls_handshake_errors_total\{reason="http_request"\} 1$/m);
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
+
   it("a non-loopback admin address without a token fails portico check", async () => {
-    const { mkdtempSync, rmSync } = await import("node:fs");
-    const { tmpdir } = await import("node:os");
-    const { join } = await import("node:path");
     const dir = mkdtempSync(join(tmpdir(), "portico-admin-"));
     try {
       const file = join(dir, "portico.yaml");
