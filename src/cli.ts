@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 /**
  * The `portico` command: `start` runs the proxy, `check` validates a config (like `nginx -t`),
- * `reload`/`stop` signal the running master, `dns` queries through the DNS layer.
+ * `reload`/`stop` signal the running master, `dns` queries through the DNS layer, `explain`
+ * shows how a request would be routed.
  */
 import { parseArgs } from "node:util";
 import { formatIssue, loadConfig } from "./config/load.js";
 import { dnsCommand } from "./dns-command.js";
+import { explainCommand } from "./explain.js";
 import { runMaster } from "./master/master.js";
 import { isRunning, runningMaster } from "./master/pid-file.js";
 import { prepareTls } from "./tls/material.js";
@@ -21,6 +23,9 @@ Commands:
   stop    tell the running master to stop gracefully (SIGTERM) and wait until it has
   dns     NAME [A|AAAA|SRV|CNAME]: query through Portico's DNS layer and show the answer,
           TTLs, which nameserver and transport answered, and the time taken
+  explain URL: which server and route a request would match and why, the upstream, its
+          peers now (DNS; health from the running master's admin listener) and the one the
+          balancer would pick, and the request that would go upstream
 
 Options:
   -c, --config FILE   configuration file (default: conf/portico.yaml)
@@ -34,6 +39,10 @@ dns options:
   --cert FILE, --key FILE   client certificate and key (PEM) for mTLS
   --timeout DURATION  per query (default 2s with --server, else resolv.conf's)
   -v, --version       print the version
+
+explain options:
+  --method M          the request's method (default GET)
+  --header 'K: V'     a request header (repeatable); Host defaults to the URL's
 `;
 
 /**
@@ -133,6 +142,11 @@ async function main(argv: string[]): Promise<number> {
       return reload(file);
     case "stop":
       return stop(file);
+    case "explain":
+      return explainCommand(file, positionals.slice(1), {
+        method: values.method,
+        headers: values.header ?? [],
+      });
     case "dns":
       return dnsCommand(positionals.slice(1), {
         servers: values.server ?? [],
@@ -160,6 +174,8 @@ function parseOptions(argv: string[]) {
       cert: { type: "string" },
       key: { type: "string" },
       timeout: { type: "string" },
+      method: { type: "string" },
+      header: { type: "string", multiple: true },
     },
   });
 }

@@ -3,7 +3,7 @@
  * action (forward to an upstream, return a fixed response, or redirect). The `Exchange`
  * (proxy.ts) carries the request from there to its access-log line.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { type Readable, Transform } from "node:stream";
 import type { HashKey, RequestLimits, Route } from "../config/types.js";
@@ -250,7 +250,7 @@ function act(
   }
 
   const group = ctx.upstreams.get(action.upstream);
-  const key = group?.hashKey ? hashKeyOf(group.hashKey, x, path, query) : undefined;
+  const key = group?.hashKey ? hashKeyOf(group.hashKey, x.client, x.req.headers, path, query) : undefined;
   x.balanceKey = key;
   const peer = group?.pick(undefined, key);
   if (!group || !peer) {
@@ -323,18 +323,24 @@ function setHeader(headers: HeaderList, name: string, value: string): void {
 }
 
 /** The key `balance: hash` hashes for this request. */
-function hashKeyOf(spec: HashKey, x: Exchange, path: string, query: string): string {
+export function hashKeyOf(
+  spec: HashKey,
+  client: string,
+  headers: IncomingHttpHeaders,
+  path: string,
+  query: string,
+): string {
   switch (spec.kind) {
     case "client_ip":
-      return x.client;
+      return client;
     case "uri":
       return `${path}${query}`;
     case "header": {
-      const value = x.req.headers[spec.name];
+      const value = headers[spec.name];
       return Array.isArray(value) ? value.join(",") : (value ?? "");
     }
     case "cookie":
-      return cookieValue(x.req.headers.cookie, spec.name);
+      return cookieValue(headers.cookie, spec.name);
   }
 }
 
@@ -430,7 +436,7 @@ function requestBody(x: Exchange, limit: number, idleMs: number): Readable | nul
  * Path and query sent upstream: the target as the client sent it (origin-form), or, when
  * the route strips its prefix, the normalized path without it and the query as received.
  */
-function upstreamTarget(route: Route, target: Target): string {
+export function upstreamTarget(route: Route, target: Target): string {
   if (route.action.kind === "upstream" && route.action.stripPrefix && route.match.kind === "prefix") {
     const rest = target.path.slice(route.match.path.length);
     return `${encodePath(rest.startsWith("/") ? rest : `/${rest}`)}${target.query}`;

@@ -85,6 +85,69 @@ export class ServerRoutes {
   }
 }
 
+/** One route as `portico explain` weighs it against a path. */
+export interface RouteVerdict {
+  route: Route;
+  /** The route matches the path (whether or not it won). */
+  matches: boolean;
+  /** This route is the one that answers. */
+  chosen: boolean;
+  why: string;
+}
+
+/**
+ * `portico explain`: every route of `routes` weighed against `path` in the order `match`
+ * tries them (exact, regexes in file order, longest prefix first), saying which won and why
+ * the others did not. Mirrors `match`, which stays free of this bookkeeping.
+ */
+export function explainRoutes(routes: ServerRoutes, path: string): RouteVerdict[] {
+  const chosen = routes.match(path);
+  const verdicts: RouteVerdict[] = [];
+  const ordered = [...routes.server.routes].sort(
+    (a, b) => rank(a) - rank(b) || prefixLength(b) - prefixLength(a),
+  );
+  let decided = false;
+  for (const route of ordered) {
+    const m = route.match;
+    const matches =
+      m.kind === "exact"
+        ? m.path === path
+        : m.kind === "regex"
+          ? compileRouteRegex(m.source, m.caseInsensitive).test(path)
+          : path.startsWith(m.path);
+    const isChosen = chosen?.route === route;
+    let why: string;
+    if (isChosen) {
+      why =
+        m.kind === "exact"
+          ? "exact match: exact routes are tried first"
+          : m.kind === "regex"
+            ? "the first regex in file order that matches (no exact route matched)"
+            : "the longest matching prefix (no exact or regex route matched)";
+    } else if (!matches) {
+      why =
+        m.kind === "exact"
+          ? "not this exact path"
+          : m.kind === "regex"
+            ? "regex does not match"
+            : "not a prefix of the path";
+    } else {
+      why = decided
+        ? m.kind === "prefix"
+          ? "matches too, but a route tried before it won (shorter prefix, or an exact/regex route)"
+          : "matches too, but a route tried before it won"
+        : "matches, but is a duplicate of an earlier route";
+    }
+    if (isChosen) decided = true;
+    verdicts.push({ route, matches, chosen: isChosen, why });
+  }
+  return verdicts;
+}
+
+const rank = (route: Route): number =>
+  route.match.kind === "exact" ? 0 : route.match.kind === "regex" ? 1 : 2;
+const prefixLength = (route: Route): number => (route.match.kind === "prefix" ? route.match.path.length : 0);
+
 /** The servers sharing one listen address, and the Host -> server lookup among them. */
 export class HostRouter {
   private readonly exact = new Map<string, ServerRoutes>();
@@ -133,6 +196,25 @@ export class HostRouter {
     if (this.exact.has(name)) return true;
     for (const [suffix] of this.wildcards) if (name.endsWith(suffix)) return true;
     return false;
+  }
+
+  /** `portico explain`: the server for `host` and how it was chosen. */
+  explainHost(host: string | undefined): { server: ServerRoutes; why: string } {
+    if (!host) return { server: this.fallback, why: this.fallbackWhy("the request has no Host") };
+    const name = normalizeHost(host);
+    const exact = this.exact.get(name);
+    if (exact) return { server: exact, why: `exact server name '${name}' (exact names win over wildcards)` };
+    for (const [suffix, sr] of this.wildcards) {
+      if (name.endsWith(suffix))
+        return { server: sr, why: `wildcard '*${suffix}' (the longest wildcard that matches '${name}')` };
+    }
+    return { server: this.fallback, why: this.fallbackWhy(`no server name matches '${name}'`) };
+  }
+
+  private fallbackWhy(cause: string): string {
+    return this.fallback.server.isDefault
+      ? `${cause}: the server marked default on this address`
+      : `${cause}: the first server on this address (none is marked default)`;
   }
 
   private lookup(host: string): ServerRoutes {
