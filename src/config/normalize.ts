@@ -138,7 +138,7 @@ interface RawConfig {
   http2: { enabled: boolean; max_concurrent_streams: number; max_header_list_size: string | number };
   state_dir: string;
   timeouts: Record<string, string>;
-  log: { level: LogConfig["level"]; access: string; error: string };
+  log: { level: LogConfig["level"]; access: string; error: string; format: LogConfig["format"] };
   dns: RawDns;
   pid_file: string;
   limits: {
@@ -469,6 +469,7 @@ export function buildConfig(data: unknown, source: SourceDocument, absoluteFile:
       level: raw.log.level,
       access: logTarget(raw.log.access, configDir),
       error: logTarget(raw.log.error, configDir),
+      format: raw.log.format,
     },
     dns,
   };

@@ -772,6 +772,13 @@ export const configSchema: JsonSchema = {
           format: "error-log",
           default: "stderr",
         },
+        format: {
+          description:
+            "How the lifecycle and error log is written: json (one JSON object per line, for log shippers), pretty (short human-readable lines), or auto: pretty when it goes to a terminal, JSON everywhere else. The access log is always JSON. Default: auto.",
+          type: "string",
+          enum: ["auto", "json", "pretty"],
+          default: "auto",
+        },
       },
     },
     limits: limitsSchema,

@@ -355,6 +355,8 @@ export interface LogConfig {
   access: string;
   /** Lifecycle/error log destination: `stdout`, `stderr`, or a file path. */
   error: string;
+  /** `auto`: pretty on a terminal, JSON elsewhere. */
+  format: "auto" | "json" | "pretty";
 }
 
 /** The whole configuration. Deep-frozen once built. */

@@ -128,7 +128,7 @@ class Master {
     this.configFile = configFile;
     this.config = config;
     this.loaded = configIdentity(configFile);
-    this.log = createLogger(config.log.error, config.log.level, { role: "master" });
+    this.log = createLogger(config.log.error, config.log.level, { role: "master" }, config.log.format);
     const m = this.metrics;
     this.discovery = new Discovery(config.dns, this.log, {
       query: (server, transport, rcode, ms) => {
@@ -495,8 +495,12 @@ class Master {
   private applyMasterConfig(config: Config): void {
     const old = this.config;
     this.config = config;
-    if (old.log.error !== config.log.error || old.log.level !== config.log.level) {
-      this.log = createLogger(config.log.error, config.log.level, { role: "master" });
+    if (
+      old.log.error !== config.log.error ||
+      old.log.level !== config.log.level ||
+      old.log.format !== config.log.format
+    ) {
+      this.log = createLogger(config.log.error, config.log.level, { role: "master" }, config.log.format);
       this.discovery.setLogger(this.log);
       this.health.setLogger(this.log);
       this.rateLimits.setLogger(this.log);

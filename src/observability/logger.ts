@@ -7,6 +7,10 @@
  * the worker exits or reopens its files (one write per block instead of one per request).
  */
 import { pino } from "pino";
+import pinoPretty from "pino-pretty";
+
+/** `log.format`: how the lifecycle log is written. */
+export type LogFormat = "auto" | "json" | "pretty";
 
 /** pino level names accepted by the config. */
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace";
@@ -139,12 +143,43 @@ export function reopenLogFiles(): string[] {
   return files.map((f) => f.path);
 }
 
-/** The lifecycle/error logger of the master or a worker, tagged with its role. */
-export function createLogger(target: string, level: LogLevel, bindings: Record<string, unknown>): Logger {
-  return pino(
-    { level, base: { pid: process.pid, ...bindings }, timestamp: isoTimeByMs },
-    destination(target),
-  );
+/** Whether `target` is a terminal (a file never is). */
+function isTerminal(target: string): boolean {
+  if (target === "stdout") return process.stdout.isTTY === true;
+  if (target === "stderr") return process.stderr.isTTY === true;
+  return false;
+}
+
+/**
+ * The lifecycle/error logger of the master or a worker, tagged with its role. JSON lines, or
+ * with `format: pretty` (or `auto` on a terminal) short lines by pino's own pretty printer
+ * (pino-pretty), written synchronously through the same destination (so log rotation and the
+ * flush before an exit work the same).
+ */
+export function createLogger(
+  target: string,
+  level: LogLevel,
+  bindings: Record<string, unknown>,
+  format: LogFormat = "json",
+): Logger {
+  const options = { level, base: { pid: process.pid, ...bindings }, timestamp: isoTimeByMs };
+  const stream = destination(target);
+  if (format === "json" || (format === "auto" && !isTerminal(target))) return pino(options, stream);
+  const pretty = pinoPretty({
+    destination: stream,
+    sync: true,
+    colorize: isTerminal(target),
+    singleLine: true,
+    translateTime: "SYS:HH:MM:ss.l",
+    ignore: "hostname,pid,role,generation,slot",
+    messageFormat: (log, key) => {
+      const where = `${log.role}[${log.pid}]`;
+      const generation = log.generation === undefined ? "" : ` gen ${log.generation}`;
+      const slot = log.slot === undefined ? "" : ` slot ${log.slot}`;
+      return `${where}${generation}${slot}: ${log[key]}`;
+    },
+  });
+  return pino(options, pretty);
 }
 
 /** The fields of one access-log line. */

@@ -51,11 +51,12 @@ class Worker {
 
   constructor(msg: ConfigMessage) {
     this.config = msg.config;
-    this.log = createLogger(msg.config.log.error, msg.config.log.level, {
-      role: "worker",
-      generation: msg.generation,
-      slot: msg.slot,
-    });
+    this.log = createLogger(
+      msg.config.log.error,
+      msg.config.log.level,
+      { role: "worker", generation: msg.generation, slot: msg.slot },
+      msg.config.log.format,
+    );
     for (const upstream of Object.values(this.config.upstreams)) {
       this.upstreams.set(
         upstream.name,
