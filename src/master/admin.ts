@@ -3,7 +3,8 @@
  * path):
  * - `GET /`: the status page; `GET /status`: the same as JSON;
  * - `GET /metrics`: one scrape summing every worker of every live generation with the
- *   master's own metrics; `GET /healthz`;
+ *   master's own metrics; `GET /healthz` (the master answers); `GET /readyz` (it serves and
+ *   is not draining to stop: 503 then, so a load balancer takes it out first);
  * - `GET /dns?name=&type=[&server=URL]...`: a lookup through Portico's DNS layer, and
  *   `POST /dns/flush?name=`: drop a name's cache entries (both rate-limited per client);
  * - `POST /reload`: the same as SIGHUP, answered with its outcome.
@@ -36,6 +37,8 @@ export interface AdminHandlers {
   /** Drop the cache entries of `name`; how many went. */
   flush(name: string): number;
   reload(): Promise<ReloadResult>;
+  /** Serving and not stopping (`/readyz`); why not, when not. */
+  ready(): { ready: true } | { ready: false; why: string };
 }
 
 export interface AdminOptions {
@@ -140,6 +143,14 @@ export function startAdmin(opts: AdminOptions): Promise<Admin> {
       run: (_req, res) => answer(res, 200, statusPageHtml(), "text/html; charset=utf-8"),
     },
     "/healthz": { methods: ["GET", "HEAD"], run: (_req, res) => answer(res, 200, "ok\n") },
+    "/readyz": {
+      methods: ["GET", "HEAD"],
+      run: (_req, res) => {
+        const state = handlers.ready();
+        if (state.ready) answer(res, 200, "ready\n");
+        else answer(res, 503, `not ready: ${state.why}\n`);
+      },
+    },
     "/metrics": {
       methods: ["GET", "HEAD"],
       run: (_req, res) =>

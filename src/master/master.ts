@@ -532,6 +532,12 @@ class Master {
         ...admin,
         handlers: {
           metrics: () => this.scrape(),
+          ready: () =>
+            this.stopping
+              ? { ready: false, why: "draining to stop" }
+              : this.current
+                ? { ready: true }
+                : { ready: false, why: "starting" },
           status: () => this.status(),
           dns: (name, type, servers) => this.discovery.ask(name, type, servers),
           flush: (name) => {
