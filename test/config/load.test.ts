@@ -33,8 +33,8 @@ describe("the shipped conf/portico.yaml", () => {
   it("loads from disk with an absolute Config.file and positions as given", () => {
     const result = loadConfig(shippedPath);
     expect(result.config?.file).toBe(shippedPath);
-    expect(result.config?.servers[0]?.position).toEqual({ file: shippedPath, line: 63, col: 5 });
-    expect(result.config?.servers[0]?.routes[2]?.position).toEqual({ file: shippedPath, line: 76, col: 9 });
+    expect(result.config?.servers[0]?.position).toEqual({ file: shippedPath, line: 64, col: 5 });
+    expect(result.config?.servers[0]?.routes[2]?.position).toEqual({ file: shippedPath, line: 77, col: 9 });
   });
 });
 
@@ -58,7 +58,7 @@ describe("defaults", () => {
     });
     expect(config?.http2).toEqual({ enabled: true, maxConcurrentStreams: 128, maxHeaderListSize: 32 * 1024 });
     expect(config?.stateDir).toBe(resolve(".portico"));
-    expect(config?.log).toEqual({ level: "info", access: "stdout", error: "stderr" });
+    expect(config?.log).toEqual({ level: "info", access: "stdout", error: "stderr", format: "auto" });
     // Not written = undefined, so that the resolver applies /etc/resolv.conf's values.
     expect(config?.dns).toStrictEqual({
       nameservers: undefined,
@@ -186,7 +186,12 @@ describe("defaults", () => {
       minimal("log: { access: logs/access.log, error: /var/log/p.log }"),
       "/etc/p/p.yaml",
     );
-    expect(config?.log).toEqual({ level: "info", access: "/etc/p/logs/access.log", error: "/var/log/p.log" });
+    expect(config?.log).toEqual({
+      level: "info",
+      access: "/etc/p/logs/access.log",
+      error: "/var/log/p.log",
+      format: "auto",
+    });
   });
 
   it("resolves the pid file from the config file's folder, default portico.pid", () => {
