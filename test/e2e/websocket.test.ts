@@ -308,13 +308,15 @@ describe("WebSocket tunnels", () => {
     expect((await client.closed).code).toBe(1006);
     expect(events).toEqual(["echo after the drain began", "tunnel closed"]);
     // The old worker did not drain on its own before the timeout (its tunnel kept it busy).
-    // Once the timeout has closed the tunnel it may say it drained: one process's lines
-    // arrive in the order it wrote them, so only a "drained" line before the timeout's counts.
-    const ofOld = p.lines.filter((l) => l.pid === oldPid).map((l) => l.msg);
-    const drainedAt = ofOld.indexOf("worker drained");
-    expect(
-      drainedAt === -1 || drainedAt > ofOld.indexOf("shutdown timeout: closing the remaining connections"),
-    ).toBe(true);
+    // Once the timeout has closed the tunnel it may say it drained. Lines of one worker can
+    // arrive out of order (pino writes asynchronously), so they are ordered by their `time`.
+    const at = (msg: string) =>
+      p.lines.find((l) => l.pid === oldPid && l.msg === msg)?.time as string | undefined;
+    const drained = at("worker drained");
+    const timedOut = at("shutdown timeout: closing the remaining connections") as string;
+    expect(drained === undefined || drained >= timedOut, `drained ${drained}, timeout ${timedOut}`).toBe(
+      true,
+    );
 
     // The tunnel opened after the reload is the new worker's, untouched by the old one's timeout.
     expect(fresh.ws.readyState).toBe(WebSocket.OPEN);
