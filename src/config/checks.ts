@@ -204,6 +204,42 @@ function checkServerCollisions(servers: unknown[], source: SourceDocument): Conf
   return issues;
 }
 
+/**
+ * `0.0.0.0:P` beside `[::]:P`: Node listens on `::` dual-stack (IPv4 too, as Linux does by
+ * default), so the second cannot be bound and the start fails with EADDRINUSE. Refused here.
+ */
+function checkDualStack(servers: unknown[], source: SourceDocument): ConfigIssue[] {
+  const wildcard4 = new Map<number, DataPath>();
+  const wildcard6 = new Map<number, DataPath>();
+  servers.forEach((server, i) => {
+    if (!isRecord(server)) return;
+    const list = Array.isArray(server.listen) ? server.listen : [server.listen];
+    list.forEach((entry, j) => {
+      if (typeof entry !== "string" && typeof entry !== "number") return;
+      const parsed = parseListenAddress(entry);
+      if (!parsed.ok) return;
+      const path: DataPath = Array.isArray(server.listen)
+        ? ["servers", i, "listen", j]
+        : ["servers", i, "listen"];
+      const { host, port } = parsed.value;
+      if (host === "0.0.0.0" && !wildcard4.has(port)) wildcard4.set(port, path);
+      if (host === "::" && !wildcard6.has(port)) wildcard6.set(port, path);
+    });
+  });
+  const issues: ConfigIssue[] = [];
+  for (const [port, path] of wildcard6) {
+    const v4 = wildcard4.get(port);
+    if (!v4) continue;
+    issues.push(
+      source.issue(
+        source.valueAt(v4),
+        `0.0.0.0:${port} cannot be listened on beside [::]:${port} (line ${source.valueAt(path).line}): [::]:${port} already accepts IPv4 connections too (dual-stack); keep only "[::]:${port}"`,
+      ),
+    );
+  }
+  return issues;
+}
+
 /** The TLS settings servers sharing one `tls` address must agree on (OpenSSL fixes them before SNI). */
 function tlsHandshakeSettings(tls: unknown): string {
   if (!isRecord(tls)) return "TLSv1.2 default ciphers";
@@ -645,6 +681,7 @@ export function semanticIssues(data: unknown, source: SourceDocument): ConfigIss
     });
   });
   issues.push(...checkServerCollisions(servers, source));
+  issues.push(...checkDualStack(servers, source));
   if (isRecord(data.limits)) issues.push(...checkLimitSizes(data.limits, ["limits"], source));
   servers.forEach((server, i) => {
     if (isRecord(server)) issues.push(...checkLimitSizes(server, ["servers", i], source));

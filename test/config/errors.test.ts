@@ -135,6 +135,18 @@ describe("operator-facing errors, with exact text and position", () => {
     ).toEqual([]);
   });
 
+  it("0.0.0.0:P beside [::]:P (dual-stack: the second cannot be bound)", () => {
+    expect(
+      problems(
+        "servers:",
+        "  - { listen: [80, '[::]:80'], routes: [{ path: /, return: { status: 200 } }] }",
+        "  - { listen: '[::]:81', routes: [{ path: /, return: { status: 200 } }] }",
+      ),
+    ).toEqual([
+      `t.yaml:2:16: 0.0.0.0:80 cannot be listened on beside [::]:80 (line 2): [::]:80 already accepts IPv4 connections too (dual-stack); keep only "[::]:80"`,
+    ]);
+  });
+
   it("two default servers on one listen address", () => {
     expect(
       problems(
