@@ -30,6 +30,7 @@ Commands:
 Options:
   -c, --config FILE   configuration file (default: conf/portico.yaml)
   -h, --help          show this help
+  -v, --version       print the version
 
 dns options:
   --server URL        nameserver to ask (repeatable: each is asked and shown on its own):
@@ -38,7 +39,6 @@ dns options:
   --ca FILE           CA certificate (PEM) to verify tls:// and https:// servers with
   --cert FILE, --key FILE   client certificate and key (PEM) for mTLS
   --timeout DURATION  per query (default 2s with --server, else resolv.conf's)
-  -v, --version       print the version
 
 explain options:
   --method M          the request's method (default GET)
