@@ -103,10 +103,10 @@ export class ConnectionTracker {
     if (state) state.h2 = true;
   }
 
-  /** A WebSocket tunnel opened on `socket` (which counts as busy until it closes). */
-  tunnelOpened(socket: Socket): void {
+  /** A WebSocket tunnel opened on `leg` (a socket, or an HTTP/2 stream), open until it closes. */
+  tunnelOpened(leg: { once(event: "close", listener: () => void): unknown }): void {
     this.openTunnels++;
-    socket.once("close", this.onTunnelClose);
+    leg.once("close", this.onTunnelClose);
   }
 
   /** WebSocket tunnels open now. */

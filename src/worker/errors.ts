@@ -18,6 +18,7 @@ export type ProxyErrorCode =
   | "PRT_ERR_URI_TOO_LONG"
   | "PRT_ERR_HEADERS_TOO_LARGE"
   | "PRT_ERR_METHOD_NOT_ALLOWED"
+  | "PRT_ERR_NOT_IMPLEMENTED"
   | "PRT_ERR_CLIENT_TIMEOUT"
   | "PRT_ERR_RATE_LIMITED"
   | "PRT_ERR_H2_MALFORMED"
@@ -38,6 +39,7 @@ const STATUS: Record<ProxyErrorCode, number> = {
   PRT_ERR_URI_TOO_LONG: 414,
   PRT_ERR_HEADERS_TOO_LARGE: 431,
   PRT_ERR_METHOD_NOT_ALLOWED: 405,
+  PRT_ERR_NOT_IMPLEMENTED: 501,
   PRT_ERR_CLIENT_TIMEOUT: 408,
   PRT_ERR_RATE_LIMITED: 429,
   // Refused with RST_STREAM PROTOCOL_ERROR (RFC 9113 §8.1.1); 400 is what the access log says.
@@ -59,6 +61,7 @@ const BODY: Record<number, string> = {
   429: "429 Too Many Requests\n",
   431: "431 Request Header Fields Too Large\n",
   500: "500 Internal Server Error\n",
+  501: "501 Not Implemented\n",
   502: "502 Bad Gateway\n",
   503: "503 Service Unavailable\n",
   504: "504 Gateway Timeout\n",

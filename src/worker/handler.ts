@@ -32,6 +32,9 @@ export type { HandlerContext } from "./proxy.js";
  */
 const H2_BUFFERED_BODY = 64 * 1024;
 
+/** No bytes after the request header (an HTTP/2 tunnel has none). */
+const EMPTY = Buffer.alloc(0);
+
 /**
  * Build the handler of one listen socket: `(req, res)` for a request, with `upgradeHead`
  * (the bytes after the request header) for an HTTP/1.1 `Upgrade` request.
@@ -138,7 +141,20 @@ function serve(
     }
   }
   const method = req.method ?? "GET";
-  if (REFUSED_METHODS.has(method)) {
+  if (x.h2 && method === "CONNECT" && req.headers[":protocol"] !== undefined) {
+    // RFC 8441 extended CONNECT: a WebSocket becomes a tunnel; another protocol is not known here.
+    const protocol = req.headers[":protocol"] as string;
+    if (protocol !== "websocket") {
+      x.reply(
+        new ProxyError(
+          "PRT_ERR_NOT_IMPLEMENTED",
+          `extended CONNECT for '${protocol}' (only websocket is tunnelled)`,
+        ),
+      );
+      return;
+    }
+    x.extendedConnect = true;
+  } else if (REFUSED_METHODS.has(method)) {
     x.refuse(
       new ProxyError("PRT_ERR_METHOD_NOT_ALLOWED", `${method} is not served by a reverse proxy`, {
         headers: ["allow", "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"],
@@ -263,7 +279,8 @@ function act(
     x.reply(new ProxyError("PRT_ERR_NO_PEER", message, { detail: message }));
     return;
   }
-  const websocket = upgradeHead !== undefined && isWebSocketUpgrade(req.headers.upgrade);
+  const websocket =
+    x.extendedConnect || (upgradeHead !== undefined && isWebSocketUpgrade(req.headers.upgrade));
   const body = websocket
     ? null
     : requestBody(x, server.server.limits.maxRequestBody, ctx.timeouts.clientBody);
@@ -291,7 +308,7 @@ function act(
   else if (x.h2 && req.headers.host === undefined && x.host) headers.push("host", x.host);
   const upstreamPath = upstreamTarget(route, target);
   if (websocket) {
-    openTunnel(ctx, x, peer, upstreamPath, headers, upgradeHead, matched.responseEdits);
+    openTunnel(ctx, x, peer, upstreamPath, headers, upgradeHead ?? EMPTY, matched.responseEdits);
     return;
   }
   if (body !== null && req.headers.trailer !== undefined) {

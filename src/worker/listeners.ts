@@ -141,12 +141,25 @@ function onClientError(ctx: HandlerContext) {
   };
 }
 
-/** CONNECT: a reverse proxy is not a tunnel to anywhere (405, then the connection is closed). */
-function onConnect(_req: http.IncomingMessage, socket: Socket): void {
-  const body = "405 Method Not Allowed\n";
-  socket.end(
-    `HTTP/1.1 405 Method Not Allowed\r\nallow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
-  );
+/**
+ * CONNECT. HTTP/1.1: a reverse proxy is not a tunnel to anywhere (405, then the connection
+ * is closed). HTTP/2 (node:http2 hands CONNECT streams over here, not to the request
+ * handler): the handler runs, which tunnels an RFC 8441 WebSocket and refuses the rest.
+ */
+function onConnect(handler: Handler) {
+  return (
+    req: http.IncomingMessage | http2.Http2ServerRequest,
+    socket: Socket | http2.Http2ServerResponse,
+  ) => {
+    if (socket instanceof http2.Http2ServerResponse) {
+      handler(req, socket);
+      return;
+    }
+    const body = "405 Method Not Allowed\n";
+    socket.end(
+      `HTTP/1.1 405 Method Not Allowed\r\nallow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+    );
+  };
 }
 
 /**
@@ -187,7 +200,7 @@ function http1Settings(
   s.maxHeadersCount = Math.max(...group.servers.map((sv) => sv.limits.maxHeaders)) + 1;
   server.on("upgrade", onUpgrade(handler));
   server.on("clientError", onClientError(shared.ctx));
-  server.on("connect", onConnect);
+  server.on("connect", onConnect(handler));
 }
 
 /**
@@ -220,6 +233,8 @@ function h2Settings(config: Config): http2.Settings {
   return {
     maxConcurrentStreams: config.http2.maxConcurrentStreams,
     maxHeaderListSize: config.http2.maxHeaderListSize,
+    // RFC 8441: WebSocket over HTTP/2 (extended CONNECT).
+    enableConnectProtocol: true,
   };
 }
 
@@ -254,6 +269,7 @@ function plainServer(shared: Shared, group: ListenGroup, router: HostRouter): { 
   shared.ctx.connections.watch(h1);
   if (!group.h2c) return { server: h1 };
   const h2 = http2.createServer({ settings: h2Settings(shared.config) }, handler);
+  h2.on("connect", onConnect(handler));
   shared.ctx.connections.watch(h2);
   closeIdleSessions(
     h2,

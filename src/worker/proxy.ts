@@ -124,8 +124,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
   routeMetrics: RouteMetrics | undefined = undefined;
   /** The request's key for `balance: hash` (kept for a retry's pick). */
   balanceKey: string | undefined;
-  /** Set once the request became a WebSocket tunnel: the access log then says 101. */
-  tunnel?: { bytes: () => number; peer: string };
+  /** Set once the request became a WebSocket tunnel: the access log then says 101 (HTTP/2: 200). */
+  tunnel?: { bytes: () => number; peer: string; status: number };
+  /** An HTTP/2 extended CONNECT for `websocket` (RFC 8441), set by the handler. */
+  extendedConnect = false;
   readonly requestId: string;
   /**
    * The authority the request is for: `:authority` (HTTP/2), else the target's own in
@@ -274,6 +276,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     return this.h2 ? (this.res as unknown as Http2ServerResponse).stream.destroyed : this.res.destroyed;
   }
 
+  /** The client left before its upgrade was answered (HTTP/1: its socket; HTTP/2: its stream). */
+  get tunnelGone(): boolean {
+    return this.h2 ? this.gone : this.req.socket.destroyed;
+  }
+
   /**
    * While draining, an HTTP/1 response says `Connection: close`; HTTP/2 has no such header
    * (the worker sends GOAWAY instead).
@@ -314,7 +321,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const status = response.statusCode ?? 502;
     const out = appendSet(copyHeaders(response.headers, edits, []), edits);
     this.closeIfDraining(out);
-    this.res.writeHead(status, response.statusMessage, out);
+    // HTTP/2 has no reason phrase (Node warns when given one).
+    if (this.h2) this.res.writeHead(status, out);
+    else this.res.writeHead(status, response.statusMessage, out);
     let bytes = 0;
     response.on("data", (chunk: Buffer) => {
       bytes += chunk.length;
@@ -501,7 +510,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   clientClosed(): void {
     const res = this.res;
     if (this.tunnel) {
-      if (!this.logged) this.log(101, this.tunnel.bytes(), undefined);
+      if (!this.logged) this.log(this.tunnel.status, this.tunnel.bytes(), undefined);
     } else if (!res.writableFinished) {
       // The client went away first: stop the upstream request so its socket is not left behind.
       const controller = this.controller;

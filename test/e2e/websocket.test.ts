@@ -8,10 +8,12 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import type http from "node:http";
+import http2 from "node:http2";
 import net, { type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import * as wsModule from "ws";
 import WebSocket, { WebSocketServer } from "ws";
 import { type Backend, type Echo, startBackend } from "../helpers/backend.js";
 import { generateCert } from "../helpers/certs.js";
@@ -459,5 +461,352 @@ describe("access log of tunnels", () => {
     expect(line, "the old worker's access-log line for the tunnel").toBeDefined();
     expect(line?.status).toBe(101);
     expect(line?.pid).toBe(oldPid);
+  });
+});
+
+/** ws's own frame codec (exported by `ws`, not declared by @types/ws): real framing for an HTTP/2 client. */
+interface WsCodec {
+  Sender: {
+    frame(
+      data: Buffer,
+      options: { fin: boolean; mask: boolean; opcode: number; readOnly: boolean; rsv1: boolean },
+    ): Buffer[];
+  };
+  Receiver: new (options: { isServer: boolean }) => NodeJS.WritableStream & NodeJS.EventEmitter;
+}
+const codec = wsModule as unknown as WsCodec;
+
+/** An RFC 8441 WebSocket on an HTTP/2 stream, as a browser opens one. */
+interface H2Client {
+  session: http2.ClientHttp2Session;
+  stream: http2.ClientHttp2Stream;
+  response: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader;
+  /** Send a masked frame (text for a string, binary for a Buffer). */
+  send(data: string | Buffer): void;
+  /** Send a close frame. */
+  close(code: number, reason: string): void;
+  /** Resolves with the next message that comes back. */
+  next(): Promise<{ data: Buffer; isBinary: boolean }>;
+  /** Resolves with the close frame the server sent. */
+  closeFrame: Promise<{ code: number; reason: string }>;
+  /** Resolves once the stream is closed, with its RST_STREAM code (0: ended both ways). */
+  streamClosed: Promise<number>;
+}
+
+/** The `https://` (TLS, ALPN h2) or `http://` (h2c) origin of `p`'s address whose flag is `flag`. */
+function h2Origin(p: Portico, flag: "tls" | "h2c"): string {
+  const b = p.bound.find((x) => x.listen.endsWith(` ${flag}`));
+  if (!b) throw new Error(`no ${flag} address in ${JSON.stringify(p.bound)}`);
+  return `${flag === "tls" ? "https" : "http"}://${b.address}:${b.port}`;
+}
+
+/** Open an HTTP/2 session to `origin` (closed in afterEach); resolves once the server's SETTINGS came. */
+async function h2Session(origin: string): Promise<http2.ClientHttp2Session> {
+  const session = http2.connect(origin, { rejectUnauthorized: false });
+  cleanup.push(async () => session.destroy());
+  session.on("error", () => {});
+  await new Promise((resolve) => session.once("remoteSettings", resolve));
+  return session;
+}
+
+/** Send an extended CONNECT for `path` and resolve with the response header and the stream. */
+async function h2Connect(
+  session: http2.ClientHttp2Session,
+  path: string,
+  headers: http2.OutgoingHttpHeaders = {},
+): Promise<H2Client> {
+  const stream = session.request(
+    {
+      ":method": "CONNECT",
+      ":protocol": "websocket",
+      ":scheme": session.encrypted ? "https" : "http",
+      ":path": path,
+      "sec-websocket-version": "13",
+      ...headers,
+    },
+    { endStream: false },
+  );
+  stream.on("error", () => {});
+  const streamClosed = new Promise<number>((resolve) =>
+    stream.once("close", () => resolve(stream.rstCode ?? 0)),
+  );
+  const receiver = new codec.Receiver({ isServer: false });
+  const messages: Array<{ data: Buffer; isBinary: boolean }> = [];
+  const waiting: Array<() => void> = [];
+  receiver.on("message", (data: Buffer, isBinary: boolean) => {
+    messages.push({ data, isBinary });
+    for (const w of waiting.splice(0)) w();
+  });
+  const closeFrame = new Promise<{ code: number; reason: string }>((resolve) =>
+    receiver.on("conclude", (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() })),
+  );
+  stream.on("data", (chunk: Buffer) => receiver.write(chunk));
+  const response = await new Promise<http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader>(
+    (resolve, reject) => {
+      stream.once("response", resolve);
+      stream.once("close", () =>
+        reject(new Error(`stream closed before a response (RST ${stream.rstCode})`)),
+      );
+    },
+  );
+  const frame = (opcode: number, data: Buffer) => {
+    for (const b of codec.Sender.frame(data, { fin: true, mask: true, opcode, readOnly: true, rsv1: false }))
+      stream.write(b);
+  };
+  return {
+    session,
+    stream,
+    response,
+    send: (data) => frame(typeof data === "string" ? 1 : 2, Buffer.isBuffer(data) ? data : Buffer.from(data)),
+    close: (code, reason) => {
+      const payload = Buffer.alloc(2 + Buffer.byteLength(reason));
+      payload.writeUInt16BE(code, 0);
+      payload.write(reason, 2);
+      frame(8, payload);
+    },
+    next: async () => {
+      while (messages.length === 0) {
+        if (stream.closed) throw new Error("stream closed before the echo came back");
+        await new Promise<void>((r) => {
+          waiting.push(r);
+          stream.once("close", r);
+        });
+      }
+      return messages.shift() as { data: Buffer; isBinary: boolean };
+    },
+    closeFrame,
+    streamClosed,
+  };
+}
+
+/** Read a whole HTTP/2 response: its header and its body. */
+async function h2Request(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string; rst: number }> {
+  const stream = session.request(headers);
+  stream.on("error", () => {});
+  const chunks: Buffer[] = [];
+  stream.on("data", (c: Buffer) => chunks.push(c));
+  let head: http2.IncomingHttpHeaders = {};
+  stream.once("response", (h) => {
+    head = h;
+  });
+  await new Promise((r) => stream.once("close", r));
+  return {
+    status: Number(head[":status"] ?? 0),
+    headers: head,
+    body: Buffer.concat(chunks).toString(),
+    rst: stream.rstCode ?? 0,
+  };
+}
+
+/** A config with an h2c address and a TLS address (ALPN h2 and http/1.1) in front of `backend`. */
+async function h2Config(backend: Backend, opts: { timeouts?: string } = {}): Promise<string> {
+  const dir = tempDir();
+  const pair = await generateCert();
+  writeFileSync(join(dir, "cert.pem"), pair.cert);
+  writeFileSync(join(dir, "key.pem"), pair.key);
+  return config(backend, {
+    ...opts,
+    listen: '["127.0.0.1:0 h2c", "127.0.0.2:0 tls"]',
+    extra: `    tls: { certificates: [{ cert: ${join(dir, "cert.pem")}, key: ${join(dir, "key.pem")} }] }\n`,
+  });
+}
+
+describe("WebSocket over HTTP/2 (RFC 8441 extended CONNECT)", () => {
+  it("echoes text and a 1 MB binary message over h2 (TLS) and h2c, as an HTTP/1.1 upgrade upstream", async () => {
+    const app = await wsBackend("app");
+    const p = await portico(await h2Config(app.backend));
+    for (const [i, flag] of (["tls", "h2c"] as const).entries()) {
+      const session = await h2Session(h2Origin(p, flag));
+      // SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 §3): what makes a browser use it.
+      expect(session.remoteSettings.enableConnectProtocol).toBe(true);
+      const id = `ws-h2-${flag}`;
+      const client = await h2Connect(session, "/chat?room=1", {
+        "x-request-id": id,
+        "sec-websocket-protocol": "chat, superchat",
+      });
+      expect(client.response[":status"]).toBe(200);
+      // The HTTP/1.1 handshake's own fields stay on the upstream leg.
+      expect(client.response["sec-websocket-accept"]).toBeUndefined();
+      expect(client.response.upgrade).toBeUndefined();
+      client.send(`hello over ${flag}`);
+      const text = await client.next();
+      expect(text.isBinary).toBe(false);
+      expect(text.data.toString()).toBe(`hello over ${flag}`);
+      const big = randomBytes(1024 * 1024);
+      client.send(big);
+      const binary = await client.next();
+      expect(binary.isBinary).toBe(true);
+      expect(binary.data.equals(big)).toBe(true);
+      // Another stream on the same connection is served meanwhile.
+      const plain = await h2Request(session, { ":path": "/plain" });
+      expect(plain.status).toBe(200);
+      expect((JSON.parse(plain.body) as Echo).url).toBe("/plain");
+
+      const upgrade = app.upgrades[i];
+      expect(upgrade.method).toBe("GET");
+      expect(upgrade.url).toBe("/chat?room=1");
+      const h = upgrade.headers;
+      expect(h.upgrade).toBe("websocket");
+      expect(h.connection?.toLowerCase()).toBe("upgrade");
+      expect(h["sec-websocket-version"]).toBe("13");
+      expect(h["sec-websocket-protocol"]).toBe("chat, superchat");
+      expect(h["sec-websocket-key"]).toMatch(/^[A-Za-z0-9+/]{22}==$/);
+      expect(h.host).toBe(new URL(h2Origin(p, flag)).host);
+      expect(h["x-forwarded-proto"]).toBe(flag === "tls" ? "https" : "http");
+      expect(h.via).toMatch(/^1\.1 portico-[0-9a-f]{8}$/);
+
+      client.close(1000, "bye");
+      expect(await client.closeFrame).toEqual({ code: 1000, reason: "bye" });
+      // The backend closed its socket after the close handshake: the stream ends both ways.
+      client.stream.end();
+      expect(await client.streamClosed).toBe(0);
+      const line = await accessLine(p, id);
+      expect(line).toMatchObject({ status: 200, method: "CONNECT", upstream: app.backend.address });
+      expect(line.bytes as number).toBeGreaterThan(big.length);
+    }
+    expect(app.upgrades).toHaveLength(2);
+    expect(await stopAndDrainOutput(p)).toBe(0);
+    expect(p.stderr()).not.toContain("Warning");
+  });
+
+  it("closes the backend's socket when the client resets the stream", async () => {
+    const app = await wsBackend("app");
+    const p = await portico(await h2Config(app.backend));
+    const session = await h2Session(h2Origin(p, "tls"));
+    const client = await h2Connect(session, "/", { "x-request-id": "ws-h2-client-reset" });
+    client.send("ping");
+    expect((await client.next()).data.toString()).toBe("ping");
+    const server = await app.connection(0);
+    const serverClosed = new Promise<number>((resolve) => server.ws.once("close", (code) => resolve(code)));
+    client.stream.close(http2.constants.NGHTTP2_CANCEL);
+    // No close frame reached the backend: its socket was closed under it (1006).
+    expect(await serverClosed).toBe(1006);
+    // The session is still good for other streams.
+    expect((await h2Request(session, { ":path": "/after" })).status).toBe(200);
+    expect((await accessLine(p, "ws-h2-client-reset")).status).toBe(200);
+  });
+
+  it("resets the client's stream when the backend's socket is destroyed", async () => {
+    const app = await wsBackend("app");
+    const p = await portico(await h2Config(app.backend));
+    const session = await h2Session(h2Origin(p, "tls"));
+    const client = await h2Connect(session, "/", { "x-request-id": "ws-h2-backend-reset" });
+    client.send("ping");
+    expect((await client.next()).data.toString()).toBe("ping");
+    const server = await app.connection(0);
+    server.socket.resetAndDestroy();
+    // RST_STREAM is a TCP RST's counterpart (RFC 8441 §5).
+    expect(await client.streamClosed).not.toBe(0);
+    expect((await h2Request(session, { ":path": "/after" })).status).toBe(200);
+    expect((await accessLine(p, "ws-h2-backend-reset")).status).toBe(200);
+  });
+
+  it("passes a refused upgrade back, and answers a wrong Sec-WebSocket-Accept with 502", async () => {
+    const body = "no websockets for you\n";
+    let n = 0;
+    const app = await wsBackend("app", (_req, socket) => {
+      if (n++ === 0) {
+        socket.end(
+          `HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n` +
+            `Connection: close\r\n\r\n${body}`,
+        );
+      } else {
+        socket.write(
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+            "Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n",
+        );
+      }
+    });
+    const p = await portico(await h2Config(app.backend));
+    const session = await h2Session(h2Origin(p, "tls"));
+    const refused = await h2Connect(session, "/", { "x-request-id": "ws-h2-refused" });
+    expect(refused.response[":status"]).toBe(403);
+    expect(refused.response["content-type"]).toBe("text/plain");
+    const chunks: Buffer[] = [];
+    refused.stream.removeAllListeners("data");
+    refused.stream.on("data", (c: Buffer) => chunks.push(c));
+    await refused.streamClosed;
+    expect(Buffer.concat(chunks).toString()).toBe(body);
+    expect(await accessLine(p, "ws-h2-refused")).toMatchObject({ status: 403 });
+
+    const wrong = await h2Connect(session, "/", { "x-request-id": "ws-h2-wrong-accept" });
+    expect(wrong.response[":status"]).toBe(502);
+    expect(await accessLine(p, "ws-h2-wrong-accept")).toMatchObject({
+      status: 502,
+      error: "PRT_ERR_UPSTREAM_PROTOCOL",
+    });
+    expect(app.upgrades).toHaveLength(2);
+  });
+
+  it("answers another :protocol with 501 and a plain CONNECT with 405, forwarding neither", async () => {
+    const app = await wsBackend("app");
+    const p = await portico(await h2Config(app.backend));
+    const session = await h2Session(h2Origin(p, "tls"));
+    const other = await h2Request(session, {
+      ":method": "CONNECT",
+      ":protocol": "webtransport",
+      ":scheme": "https",
+      ":path": "/",
+      "x-request-id": "ws-h2-webtransport",
+    });
+    expect(other.status).toBe(501);
+    expect(await accessLine(p, "ws-h2-webtransport")).toMatchObject({ error: "PRT_ERR_NOT_IMPLEMENTED" });
+    const plain = await h2Request(session, {
+      ":method": "CONNECT",
+      ":authority": "example.com:443",
+      "x-request-id": "ws-h2-connect",
+    });
+    expect(plain.status).toBe(405);
+    expect(plain.headers.allow).toContain("GET");
+    expect(await accessLine(p, "ws-h2-connect")).toMatchObject({ error: "PRT_ERR_METHOD_NOT_ALLOWED" });
+    expect(app.upgrades).toHaveLength(0);
+    expect(app.backend.requests).toBe(0);
+  });
+
+  it("closes an HTTP/2 tunnel idle for tunnel_idle, leaving the session open", async () => {
+    const app = await wsBackend("app");
+    const p = await portico(await h2Config(app.backend, { timeouts: "tunnel_idle: 1s" }));
+    const session = await h2Session(h2Origin(p, "tls"));
+    const client = await h2Connect(session, "/", { "x-request-id": "ws-h2-idle" });
+    client.send("ping");
+    expect((await client.next()).data.toString()).toBe("ping");
+    const server = await app.connection(0);
+    const serverClosed = new Promise<number>((resolve) => server.ws.once("close", (code) => resolve(code)));
+    const opened = performance.now();
+    expect(await client.streamClosed).not.toBe(0);
+    expect(performance.now() - opened).toBeGreaterThanOrEqual(900);
+    expect(await serverClosed).toBe(1006);
+    expect((await accessLine(p, "ws-h2-idle")).status).toBe(200);
+    expect((await h2Request(session, { ":path": "/after" })).status).toBe(200);
+  });
+
+  it("keeps an HTTP/2 tunnel across a reload until the old worker's shutdown timeout", async () => {
+    const app = await wsBackend("app");
+    const p = await portico(await h2Config(app.backend));
+    const [oldPid] = p.workers;
+    const session = await h2Session(h2Origin(p, "tls"));
+    const client = await h2Connect(session, "/", { "x-request-id": "ws-h2-across-reload" });
+    client.send("before");
+    expect((await client.next()).data.toString()).toBe("before");
+    let closed = false;
+    void client.streamClosed.then(() => {
+      closed = true;
+    });
+    const goaway = new Promise((resolve) => session.once("goaway", resolve));
+    expect((await reload(p)).msg).toBe("reload complete");
+    // The old worker drains the session with GOAWAY; the tunnel's stream goes on.
+    await goaway;
+    client.send("after reload");
+    expect((await client.next()).data.toString()).toBe("after reload");
+    expect(closed).toBe(false);
+    const timeout = await p.waitForLine(
+      (l) => l.msg === "shutdown timeout: closing the remaining connections" && l.pid === oldPid,
+    );
+    expect(timeout).toMatchObject({ inFlight: 1, connections: 1 });
+    await client.streamClosed;
+    expect((await accessLine(p, "ws-h2-across-reload")).pid).toBe(oldPid);
   });
 });
