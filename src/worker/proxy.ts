@@ -157,6 +157,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private waitingDrain = false;
   /** The address of the last peer tried, for the access log. */
   private upstream?: string;
+  /** The connection's address (read on first use). */
+  private remoteAddress?: string;
   /** The client's address after `trusted_proxies` (computed on first use). */
   private clientAddress?: string;
   /** Whether the connection's address is a trusted proxy (computed on first use). */
@@ -197,9 +199,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
     res.on("close", onResponseClose);
   }
 
-  /** The address the connection came from. */
+  /**
+   * The address the connection came from, kept once read: an HTTP/2 request's socket is a
+   * proxy that forgets it once the stream is closed (when a tunnel's line is logged).
+   */
   get remote(): string {
-    return this.socket.remoteAddress ?? "";
+    this.remoteAddress ??= this.socket.remoteAddress ?? "";
+    return this.remoteAddress;
   }
 
   /** The connection comes from a trusted proxy (`trusted_proxies`); asked once per request. */

@@ -18,6 +18,7 @@ import WebSocket, { WebSocketServer } from "ws";
 import { type Backend, type Echo, startBackend } from "../helpers/backend.js";
 import { generateCert } from "../helpers/certs.js";
 import { type LogLine, type Portico, startPortico } from "../helpers/portico.js";
+import { rssBytes, sampleRss } from "../helpers/rss.js";
 
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -665,11 +666,46 @@ describe("WebSocket over HTTP/2 (RFC 8441 extended CONNECT)", () => {
       expect(await client.streamClosed).toBe(0);
       const line = await accessLine(p, id);
       expect(line).toMatchObject({ status: 200, method: "CONNECT", upstream: app.backend.address });
+      expect(line.remote).toBe("127.0.0.1");
       expect(line.bytes as number).toBeGreaterThan(big.length);
     }
     expect(app.upgrades).toHaveLength(2);
     expect(await stopAndDrainOutput(p)).toBe(0);
     expect(p.stderr()).not.toContain("Warning");
+  });
+
+  it("holds a fast backend back for a slow HTTP/2 client: 100 MB through without growing the worker by 64 MB", async () => {
+    const MESSAGES = 100;
+    const chunk = randomBytes(1024 * 1024);
+    const app = await wsBackend("app");
+    const p = await portico(await h2Config(app.backend));
+    const worker = p.workers[0] as number;
+    const session = await h2Session(h2Origin(p, "tls"));
+    const client = await h2Connect(session, "/", { "x-request-id": "ws-h2-slow-reader" });
+    // The client reads nothing for 1.5 s while the backend sends as fast as its socket takes.
+    client.stream.pause();
+    const before = rssBytes(worker);
+    const sampler = sampleRss(worker);
+    const server = await app.connection(0);
+    let sent = 0;
+    const sendNext = () => {
+      if (sent++ < MESSAGES) server.ws.send(chunk, { binary: true }, sendNext);
+    };
+    sendNext();
+    await new Promise((r) => setTimeout(r, 1500));
+    // Held back: most of it is still at the backend.
+    const sentWhilePaused = sent;
+    expect(sentWhilePaused).toBeLessThan(MESSAGES / 2);
+    client.stream.resume();
+    for (let i = 0; i < MESSAGES; i++) {
+      const message = await client.next();
+      expect(message.data.length).toBe(chunk.length);
+    }
+    const growth = sampler.stop() - before;
+    console.log(
+      `h2 tunnel slow reader: ${sentWhilePaused} MB sent in 1.5 s unread; worker RSS grew ${(growth / 1048576).toFixed(1)} MB for 100 MB`,
+    );
+    expect(growth).toBeLessThan(64 * 1024 * 1024);
   });
 
   it("closes the backend's socket when the client resets the stream", async () => {
