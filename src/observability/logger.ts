@@ -6,6 +6,7 @@
  * lines go out in blocks of ACCESS_BUFFER_BYTES, at least every ACCESS_FLUSH_MS, and when
  * the worker exits or reopens its files (one write per block instead of one per request).
  */
+import fs from "node:fs";
 import { pino } from "pino";
 import pinoPretty from "pino-pretty";
 
@@ -85,6 +86,46 @@ function isoTimeByMs(): string {
   return lastTime;
 }
 
+/** Bytes a stdout or stderr destination holds for a reader that does not read; more are dropped. */
+const PIPE_BUFFER_MAX = 16 * 1024 * 1024;
+/** How long a synchronous flush to a pipe keeps retrying EAGAIN (a full pipe) before it drops the rest. */
+const FLUSH_EAGAIN_MS = 2000;
+
+type WriteSync = (fd: number, data: string | NodeJS.ArrayBufferView, ...rest: unknown[]) => number;
+
+/**
+ * sonic-boom (4.2) retries a write that fails in `flushSync` every 100 ms for as long as it
+ * fails, EPIPE included: a process whose stdout or stderr reader has gone hung in it at exit
+ * (pino flushes its destinations there), deaf to every signal. While a pipe flushes
+ * synchronously, its writes here drop what fails with anything but EAGAIN, and what still
+ * meets EAGAIN (a full pipe) after FLUSH_EAGAIN_MS. `fs.writeSync` is swapped only for the
+ * duration of the synchronous call, in which nothing else runs.
+ */
+function boundFlushSync(stream: Destination): void {
+  const flushSync = stream.flushSync.bind(stream);
+  const mutableFs = fs as unknown as { writeSync: WriteSync };
+  stream.flushSync = () => {
+    const writeSync = mutableFs.writeSync;
+    const started = performance.now();
+    mutableFs.writeSync = (fd, data, ...rest) => {
+      try {
+        return writeSync(fd, data, ...rest);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        const busy = code === "EAGAIN" || code === "EBUSY";
+        if (busy && performance.now() - started < FLUSH_EAGAIN_MS) throw err;
+        // Dropped: reported as written, so sonic-boom's loop ends.
+        return typeof data === "string" ? Buffer.byteLength(data) : data.byteLength;
+      }
+    };
+    try {
+      flushSync();
+    } finally {
+      mutableFs.writeSync = writeSync;
+    }
+  };
+}
+
 /**
  * Open a pino destination for `stdout`, `stderr` or a file path (appended to, created if
  * missing). Writes to stdout and stderr are asynchronous, one line at a time (each shorter
@@ -93,7 +134,13 @@ function isoTimeByMs(): string {
  */
 function destination(target: string): Destination {
   if (target === "stdout" || target === "stderr") {
-    const stream = pino.destination({ dest: target === "stdout" ? 1 : 2, sync: false });
+    const stream = pino.destination({
+      dest: target === "stdout" ? 1 : 2,
+      sync: false,
+      // A reader that stopped reading: lines past this are dropped rather than kept.
+      maxLength: PIPE_BUFFER_MAX,
+    });
+    boundFlushSync(stream);
     pipes.push(stream);
     return stream;
   }
@@ -123,7 +170,7 @@ export function flushLogFiles(): Promise<void> {
     try {
       pipe.flushSync();
     } catch {
-      // Not open yet, or the reader is gone (EPIPE): nothing more can be written there.
+      // Not open yet: nothing to write. (A reader that is gone drops the lines: boundFlushSync.)
     }
   }
   return Promise.all(

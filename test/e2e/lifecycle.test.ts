@@ -55,6 +55,28 @@ servers: [{ listen: "127.0.0.1:0", routes: [{ path: /, upstream: app }] }]
     for (let i = 0; i < 6; i++) expect((await request(`${p.url()}/`)).status).toBe(200);
   });
 
+  it("stops on SIGTERM when the readers of its stdout and stderr are gone", async () => {
+    // sonic-boom's synchronous flush at exit retried EPIPE every 100 ms forever: the master
+    // hung there, deaf to signals (3 of 3 tries before the fix).
+    const app = await backend("app");
+    const p = await portico(`
+workers: 2
+upstreams: { app: { servers: [{ address: ${app.address} }] } }
+servers: [{ listen: "127.0.0.1:0", routes: [{ path: /, upstream: app }] }]
+`);
+    const workers = [...p.workers];
+    expect(workers).toHaveLength(2);
+    p.proc.stdout?.destroy();
+    p.proc.stderr?.destroy();
+    process.kill(p.pid, "SIGTERM");
+    const outcome = await Promise.race([
+      p.exited.then((code) => `exited ${code}`),
+      new Promise<string>((r) => setTimeout(() => r("still running 15 s after SIGTERM"), 15_000)),
+    ]);
+    expect(outcome).toBe("exited 0");
+    for (const pid of workers) expect(isAlive(pid), `worker ${pid}`).toBe(false);
+  });
+
   it("on SIGTERM lets an in-flight 2 s request finish with 200, then exits 0", async () => {
     const slow = await backend("slow", (req, res) => {
       req.resume();
