@@ -157,6 +157,13 @@ export async function runH2load(url, { seconds, clients, streams, cpus }) {
   if (process.env.BENCH_DEBUG || result.requests === 0 || result.socketErrors > 0)
     process.stderr.write(`${[H2LOAD, ...args].join(" ")}\n${out.replace(/^progress: .*\n/gm, "")}${err}`);
   if (result.protocol !== "h2") throw new Error(`h2load negotiated ${result.protocol}, not h2`);
+  // h2load prints this once per connection that can take no more streams (the target sent
+  // GOAWAY) and does not reconnect, so the rest of the run would measure idle connections.
+  const stopped = out.match(/^Process Request Failure/gm)?.length ?? 0;
+  if (stopped > 0)
+    throw new Error(
+      `${stopped} of ${clients} connections stopped taking streams before the end (GOAWAY: a requests-per-connection limit?); h2load does not reconnect`,
+    );
   return result;
 }
 

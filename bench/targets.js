@@ -18,7 +18,10 @@ const peer = (name) => fileURLToPath(new URL(`./peers/${name}`, import.meta.url)
 /**
  * Portico's bench config: every feature on (routes, a return route, request ids, X-Forwarded-*,
  * Via, access log); with `tls`, the listener is a `tls` one with the run's certificate and
- * HTTP/2 is on with 128 concurrent streams (as nginx's and HAProxy's TLS configs).
+ * HTTP/2 is on with 128 concurrent streams (as nginx's and HAProxy's TLS configs). Requests per
+ * client connection are held to 1,000,000, as nginx's `keepalive_requests` in bench/peers/nginx.js
+ * (HAProxy has no such limit): with Portico's default of 1000, an HTTP/2 session ends with
+ * GOAWAY after 1000 streams, and h2load does not reconnect, so (f) measured the limit.
  */
 function porticoYaml({ workers, dir, tag, backendPort, accessLog, tls }) {
   const listen = tls
@@ -31,6 +34,7 @@ function porticoYaml({ workers, dir, tag, backendPort, accessLog, tls }) {
 workers: ${workers}
 pid_file: ${join(dir, `portico-${tag}.pid`)}
 log: { level: info, access: ${accessLog ? join(dir, `portico-${tag}-access.log`) : "off"}, error: stderr }
+limits: { max_requests_per_connection: 1000000 }
 ${tls ? "http2: { enabled: true, max_concurrent_streams: 128 }\n" : ""}upstreams:
   bench: { servers: [{ address: 127.0.0.1:${backendPort} }] }
 servers:
