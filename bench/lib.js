@@ -145,7 +145,9 @@ export function startPortico(yaml, { cpus, dir: inDir, name = "portico.yaml" } =
   const dir = inDir ?? tempDir();
   const file = join(dir, name);
   writeFileSync(file, yaml);
-  const proc = spawnTracked(process.execPath, [CLI, "start", "-c", file], {
+  // BENCH_NODE_ARGS: extra node flags for Portico's master and workers (e.g. "--cpu-prof --cpu-prof-dir=DIR").
+  const nodeArgs = process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(" ") : [];
+  const proc = spawnTracked(process.execPath, [...nodeArgs, CLI, "start", "-c", file], {
     cpus,
     stdio: ["ignore", "ignore", "pipe"],
   });

@@ -18,7 +18,7 @@
 // BENCH_H2_CLIENTS (10) and BENCH_H2_STREAMS (100) for (f),
 // BENCH_ACCESS_LOG=off (Portico's access log, on by default, to a file; nginx's and HAProxy's too),
 // BENCH_SCENARIOS (a,b,c,d,e,f) and BENCH_TARGETS (direct,portico-1,portico-auto,undici,http-proxy,
-// nginx,haproxy) to run only some.
+// node-floor,nginx,haproxy) to run only some; BENCH_NODE_ARGS: extra node flags for Portico (profiling).
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";

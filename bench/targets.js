@@ -1,6 +1,8 @@
 // The targets of `npm run bench`, all started once per run in front of one backend: the
 // backend directly, Portico with `workers: 1` (pinned to the proxy CPU) and `workers: auto`
-// (not pinned), the minimal undici proxy, http-proxy, and nginx and HAProxy when installed.
+// (not pinned), the minimal undici proxy, http-proxy, nginx and HAProxy when installed, and
+// node:http answering by itself (no proxying: what node:http alone costs, the floor of any
+// proxy built on it).
 // Each target: { key, name, port, roots (PIDs whose process trees are its CPU), accessLog
 // (file of Portico's access log, when on), workers (Portico's worker PIDs), errorLog
 // (Portico's JSON log lines), resumeLog (nginx over TLS: its access log), stop }.
@@ -9,7 +11,7 @@
 // nginx, HAProxy), once the plain scenarios are done, so a plain run is the same as before.
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startNodeServer, startPortico } from "./lib.js";
+import { startBackend, startNodeServer, startPortico } from "./lib.js";
 import { HAPROXY, startHaproxy } from "./peers/haproxy.js";
 import { NGINX, startNginx } from "./peers/nginx.js";
 
@@ -86,6 +88,20 @@ export function targetList({ only, tls = false } = {}) {
       start: async ({ backend, proxyCpus, pin }) => {
         const p = await startNodeServer(peer("http-proxy.js"), [String(backend.port)], { cpus: proxyCpus });
         return { name: `http-proxy${pin}`, port: p.port, roots: [p.proc.pid], stop: p.stop };
+      },
+    },
+    {
+      // A second bench backend on the proxy's CPU: node:http serving the same bodies itself.
+      // No proxy can cost less per request than this on node:http (it is one of its legs).
+      key: "node-floor",
+      start: async ({ proxyCpus, pin }) => {
+        const p = await startBackend({ cpus: proxyCpus });
+        return {
+          name: `node:http answering itself, no proxying${pin}`,
+          port: p.port,
+          roots: [p.proc.pid],
+          stop: p.stop,
+        };
       },
     },
     NGINX && {
