@@ -146,7 +146,7 @@ export function startPortico(yaml, { cpus, dir: inDir, name = "portico.yaml" } =
   const file = join(dir, name);
   writeFileSync(file, yaml);
   // BENCH_NODE_ARGS: extra node flags for Portico's master and workers (e.g. "--cpu-prof --cpu-prof-dir=DIR").
-  const nodeArgs = process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(" ") : [];
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(/\s+/).filter((a) => a !== "");
   const proc = spawnTracked(process.execPath, [...nodeArgs, CLI, "start", "-c", file], {
     cpus,
     stdio: ["ignore", "ignore", "pipe"],

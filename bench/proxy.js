@@ -337,10 +337,11 @@ async function main() {
   const secure = SCENARIOS.filter((s) => s.tls);
   if (secure.length > 0) await httpsPhase(secure, only, options, out);
   if (recording) {
-    // A partial run says which part it is, so it is not read as the full comparison.
-    const env = ["BENCH_SCENARIOS", "BENCH_TARGETS", "BENCH_SECONDS", "BENCH_ROUNDS"]
+    // A partial run says which part it is, so it is not read as the full comparison; so
+    // does one with extra node flags for Portico (a profiler slows it down).
+    const env = ["BENCH_SCENARIOS", "BENCH_TARGETS", "BENCH_SECONDS", "BENCH_ROUNDS", "BENCH_NODE_ARGS"]
       .filter((k) => process.env[k])
-      .map((k) => `${k}=${process.env[k]}`);
+      .map((k) => (/\s/.test(process.env[k]) ? `${k}="${process.env[k]}"` : `${k}=${process.env[k]}`));
     record(
       out.join("\n\n"),
       `${env.length ? `${env.join(" ")} ` : ""}npm run bench${httpsOnly ? ":https" : quick ? " --quick" : ""}`,
